@@ -1,0 +1,109 @@
+"""Augment-S1..S4 (paper Table 1) as parser settings of Model Garden's input pipelines.
+
+The gin files in `gin/augment/` bind `augmentation.*`; the registered full-scale experiments
+use `PRESETS`. Both go through `apply_augmentation`, so a gin file and the experiment that
+names the same policy give the same parser config (tests/test_augment.py checks it).
+"""
+
+import dataclasses
+import inspect
+from typing import Optional, Sequence
+
+import gin
+
+from official.vision.configs import common
+
+# Model Garden's AutoAugment / RandAugment constants are in pixels for its 640 px recipes.
+REFERENCE_SIZE = 640
+POLICIES = (None, 'autoaugment', 'randaugment')
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+  """One augmentation policy: flips, scale jitter (crops) and an optional learned policy."""
+  name: str
+  hflip: bool = True
+  scale_jitter: Sequence[float] = (0.8, 1.2)
+  policy: Optional[str] = None
+  autoaugment_name: str = 'detection_v0'
+  randaugment_magnitude: float = 10.0
+  randaugment_num_layers: int = 2
+
+
+PRESETS = {
+    'S1': Augmentation('Augment-S1', scale_jitter=(0.8, 1.2)),
+    'S2': Augmentation('Augment-S2', scale_jitter=(0.8, 1.2), policy='autoaugment'),
+    'S3': Augmentation('Augment-S3', scale_jitter=(0.5, 2.0), policy='autoaugment'),
+    'S4': Augmentation('Augment-S4', scale_jitter=(0.5, 2.0), policy='randaugment',
+                       randaugment_magnitude=10.0),
+}
+
+
+@gin.configurable
+def augmentation(name: Optional[str] = None,
+                 hflip: bool = True,
+                 scale_jitter: Sequence[float] = (1.0, 1.0),
+                 policy: Optional[str] = None,
+                 autoaugment_name: str = 'detection_v0',
+                 randaugment_magnitude: float = 10.0,
+                 randaugment_num_layers: int = 2) -> Optional[Augmentation]:
+  """The augmentation bound in gin, or None when no gin file names one."""
+  if name is None:
+    return None
+  return Augmentation(name, hflip, tuple(scale_jitter), policy, autoaugment_name,
+                      randaugment_magnitude, randaugment_num_layers)
+
+
+def _check(aug: Augmentation) -> None:
+  if aug.policy not in POLICIES:
+    raise ValueError(f'unknown augmentation policy {aug.policy!r} in {aug.name}; '
+                     f'expected one of {POLICIES}')
+  lo, hi = aug.scale_jitter
+  if not 0 < lo <= hi:
+    raise ValueError(f'bad scale_jitter {aug.scale_jitter!r} in {aug.name}: need 0 < min <= max')
+  if aug.policy == 'autoaugment':
+    from official.vision.ops import augment  # pylint: disable=g-import-not-at-top
+    names = augment.AutoAugment().available_policies
+    if aug.autoaugment_name not in names:
+      raise ValueError(f'unknown AutoAugment policy {aug.autoaugment_name!r} in {aug.name}; '
+                       f'expected one of {sorted(names)}')
+
+
+def apply_augmentation(parser, aug: Augmentation, image_size: int) -> None:
+  """Writes `aug` into a Model Garden parser config (RetinaNet or segmentation).
+
+  AutoAugment/RandAugment pixel constants (cutout size, translation) are scaled from the
+  640 px reference to `image_size`, so an op moves an object by the same fraction of the
+  image at every input size.
+  """
+  _check(aug)
+  scale = image_size / REFERENCE_SIZE
+  parser.aug_rand_hflip = aug.hflip
+  parser.aug_scale_min, parser.aug_scale_max = (float(v) for v in aug.scale_jitter)
+  if aug.policy is None:
+    parser.aug_type = None
+  elif aug.policy == 'autoaugment':
+    ref = common.AutoAugment()
+    parser.aug_type = common.Augmentation(
+        type='autoaug',
+        autoaug=common.AutoAugment(
+            augmentation_name=aug.autoaugment_name,
+            cutout_const=ref.cutout_const * scale,
+            translate_const=ref.translate_const * scale))
+  else:
+    # The parser config's RandAugment defaults (cutout 40, translate 10 px) are for 224 px
+    # classification; start from the defaults of `RandAugment.build_for_detection` instead.
+    ref = _randaugment_detection_defaults()
+    parser.aug_type = common.Augmentation(
+        type='randaug',
+        randaug=common.RandAugment(
+            num_layers=aug.randaugment_num_layers,
+            magnitude=aug.randaugment_magnitude,
+            cutout_const=ref['cutout_const'] * scale,
+            translate_const=ref['translate_const'] * scale))
+
+
+def _randaugment_detection_defaults():
+  from official.vision.ops import augment  # pylint: disable=g-import-not-at-top
+  params = inspect.signature(augment.RandAugment.build_for_detection).parameters
+  return {k: params[k].default for k in ('cutout_const', 'translate_const')}

@@ -1,0 +1,5 @@
+"""Imports every module that registers experiments or tasks with Model Garden's factories."""
+
+# pylint: disable=unused-import
+from official.vision import registry_imports as _official
+from projects.self_training.configs import retinanet

@@ -1,0 +1,61 @@
+"""Model Garden-style training driver for the self-training project.
+
+Same flags as `official/vision/train.py` (`--experiment`, `--mode`, `--model_dir`,
+`--config_file`, `--params_override`, `--tpu`, `--gin_file`, `--gin_params`), with the
+project's experiments registered and `gin/augment/s*.gin` selecting Augment-S1..S4:
+
+  python -m projects.self_training.train --experiment=emoji_retinanet \
+      --mode=train_and_eval --model_dir=/tmp/teacher --gin_file=gin/augment/s4.gin
+
+`--stop_at_plateau` trains until the eval metric stops improving (Model Garden's modes run
+a fixed number of steps).
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from official.common import flags as tfm_flags
+
+from projects.self_training import trainer
+
+FLAGS = flags.FLAGS
+MODES = ('train', 'eval', 'train_and_eval', 'continuous_eval')
+
+flags.DEFINE_bool('stop_at_plateau', False,
+                  'With train_and_eval: stop when the eval AP has not improved for '
+                  '--plateau_patience evals (the best checkpoint is kept in best_ckpt/).')
+flags.DEFINE_integer('plateau_patience', 3, 'Evals without improvement before stopping.')
+flags.DEFINE_float('plateau_min_delta', 0.005, 'Smallest AP gain (0-1 scale) that counts.')
+
+
+def main(_):
+  if FLAGS.mode not in MODES:
+    raise app.UsageError(f'--mode={FLAGS.mode!r} is not one of {", ".join(MODES)}')
+  try:
+    params = trainer.build_params(
+        FLAGS.experiment, FLAGS.config_file, FLAGS.params_override, FLAGS.gin_file,
+        FLAGS.gin_params, tpu=FLAGS.tpu)
+  except trainer.ConfigError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  if FLAGS.stop_at_plateau:
+    if FLAGS.mode != 'train_and_eval':
+      raise app.UsageError('--stop_at_plateau needs --mode=train_and_eval')
+    result = trainer.train_to_plateau(
+        params, FLAGS.model_dir,
+        trainer.Plateau(patience=FLAGS.plateau_patience, min_delta=FLAGS.plateau_min_delta))
+    logging.info('stopped at %s; best: %s', result['stopped'], result['best'])
+    print(f'stopped ({result["stopped"]}); best eval: {result["best"]}')
+    return
+  metrics = trainer.run_experiment(params, FLAGS.model_dir, FLAGS.mode)
+  if metrics:
+    print(' '.join(f'{k}={metrics[k]:.4f}' for k in trainer.COCO_KEYS if k in metrics))
+
+
+if __name__ == '__main__':
+  tfm_flags.define_flags()
+  flags.mark_flags_as_required(['experiment', 'mode', 'model_dir'])
+  app.run(main)

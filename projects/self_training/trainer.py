@@ -1,0 +1,269 @@
+"""Experiment building and the train/eval loops shared by every stage.
+
+Thin layer over Model Garden's `train_lib.OrbitExperimentRunner`: it adds gin-selected
+augmentation to `ExperimentParser`, training until held-out AP stops improving (the paper
+trains every model to convergence), and evaluation of one checkpoint on any split, with
+metrics written as JSON next to the checkpoints.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+from absl import logging
+import gin
+import numpy as np
+import tensorflow as tf
+
+from official.common import distribute_utils
+from official.core import exp_factory
+from official.core import task_factory
+from official.core import train_lib
+from official.core import train_utils
+from official.modeling import performance
+from official.vision import registry_imports  # pylint: disable=unused-import
+
+from projects.self_training import registry_imports as _  # pylint: disable=unused-import
+from projects.self_training.configs import augment
+
+HISTORY_FILE = 'plateau_history.json'
+BEST_SUBDIR = 'best_ckpt'
+COCO_KEYS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'ARmax100')
+
+
+class ConfigError(ValueError):
+  """A bad experiment name, config file, override or gin binding: reported in one line."""
+
+
+def _one_line(err: BaseException) -> str:
+  text = str(err).strip().splitlines()
+  return text[0] if text else type(err).__name__
+
+
+@dataclasses.dataclass
+class ExperimentFlags:
+  """What Model Garden's `ExperimentParser` reads from absl flags, as a plain object."""
+  experiment: str
+  config_file: Sequence[str] = ()
+  params_override: str = ''
+  tpu: str = ''
+  tf_data_service: str = ''
+
+  def __contains__(self, name):
+    return hasattr(self, name)
+
+
+class ExperimentParser(train_utils.ExperimentParser):
+  """Model Garden's parser, plus the gin-bound Augment-Sk between config files and overrides.
+
+  The order lets `--params_override` refine a gin augmentation (e.g. a different scale
+  jitter) while a gin file still overrides the experiment's defaults.
+  """
+
+  def parse_config_file(self, params):
+    params = super().parse_config_file(params)
+    aug = augment.augmentation()
+    if aug is not None:
+      apply_to = getattr(params.task, 'train_data', None)
+      if apply_to is None or not hasattr(apply_to, 'parser'):
+        raise ConfigError(f'{aug.name}: experiment {self._flags_obj.experiment!r} has no '
+                          'train_data.parser to augment')
+      augment.apply_augmentation(apply_to.parser, aug, params.task.model.input_size[0])
+    return params
+
+
+def parse_gin(gin_files: Sequence[str] = (), gin_params: Sequence[str] = ()) -> None:
+  """Parses gin files and bindings; any error (a misspelled name too) is one ConfigError."""
+  for path in gin_files or ():
+    if not tf.io.gfile.exists(path):
+      raise ConfigError(f'gin file not found: {path}')
+  try:
+    gin.parse_config_files_and_bindings(list(gin_files or ()), list(gin_params or ()))
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(f'gin: {_one_line(e)}') from None
+
+
+def build_params(experiment: str,
+                 config_files: Sequence[str] = (),
+                 params_override: str = '',
+                 gin_files: Sequence[str] = (),
+                 gin_params: Sequence[str] = (),
+                 tpu: str = '',
+                 lock: bool = True):
+  """The experiment config as Model Garden's train.py builds it, plus gin augmentation."""
+  gin.clear_config()
+  parse_gin(gin_files, gin_params)
+  flags_obj = ExperimentFlags(experiment, tuple(config_files or ()), params_override or '', tpu)
+  try:
+    exp_factory.get_exp_config(experiment)
+  except KeyError:
+    known = ', '.join(sorted(n for n in exp_factory._REGISTERED_CONFIGS  # pylint: disable=protected-access
+                             if 'emoji' in n or 'efficientnet' in n or 'spinenet' in n))
+    raise ConfigError(f'unknown experiment {experiment!r}; e.g. {known}') from None
+  try:
+    params = ExperimentParser(flags_obj).parse()
+    params.validate()
+  except ConfigError:
+    raise
+  except (KeyError, ValueError, AttributeError, TypeError) as e:
+    raise ConfigError(_one_line(e)) from None
+  if lock:
+    params.lock()
+  return params
+
+
+def write_json(path: str, payload: Dict[str, Any]) -> None:
+  """Writes JSON atomically: a temporary name, then a rename, so no reader sees half a file."""
+  tf.io.gfile.makedirs(os.path.dirname(path) or '.')
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with tf.io.gfile.GFile(tmp, 'w') as f:
+    f.write(json.dumps(payload, indent=2, sort_keys=True, default=_to_python) + '\n')
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def read_json(path: str) -> Optional[Dict[str, Any]]:
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def _to_python(v):
+  if isinstance(v, (np.generic, np.ndarray)):
+    return v.tolist()
+  if isinstance(v, tf.Tensor):
+    return v.numpy().tolist()
+  raise TypeError(f'not JSON serializable: {type(v)}')
+
+
+def scalar_metrics(logs: Dict[str, Any]) -> Dict[str, float]:
+  """Keeps the scalar entries of Model Garden eval logs, as floats."""
+  out = {}
+  for k, v in logs.items():
+    v = np.asarray(v.numpy() if isinstance(v, tf.Tensor) else v)
+    if v.size == 1 and np.issubdtype(v.dtype, np.number):
+      out[k] = float(v.reshape(()))
+  return out
+
+
+def _strategy(params):
+  return distribute_utils.get_distribution_strategy(
+      distribution_strategy=params.runtime.distribution_strategy,
+      all_reduce_alg=params.runtime.all_reduce_alg,
+      num_gpus=params.runtime.num_gpus,
+      tpu_address=params.runtime.tpu)
+
+
+def run_experiment(params, model_dir: str, mode: str) -> Dict[str, float]:
+  """Model Garden's `train`, `eval`, `train_and_eval` modes; returns the last eval metrics."""
+  if params.runtime.mixed_precision_dtype:
+    performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
+  if 'train' in mode:
+    train_utils.serialize_config(params, model_dir)
+  strategy = _strategy(params)
+  with strategy.scope():
+    task = task_factory.get_task(params.task, logging_dir=model_dir)
+  _, logs = train_lib.run_experiment(
+      distribution_strategy=strategy, task=task, mode=mode, params=params,
+      model_dir=model_dir, run_post_eval='eval' in mode)
+  metrics = scalar_metrics(logs or {})
+  if metrics:
+    write_json(os.path.join(model_dir, f'metrics_{mode}.json'), metrics)
+  return metrics
+
+
+@dataclasses.dataclass
+class Plateau:
+  """Stop when the held-out metric has not improved by `min_delta` for `patience` evals."""
+  metric: str = 'AP'
+  patience: int = 3
+  min_delta: float = 0.005  # COCO AP is in [0, 1] in Model Garden's logs.
+
+  def reached(self, history: List[Dict[str, float]]) -> bool:
+    values = [h[self.metric] for h in history]
+    if len(values) <= self.patience:
+      return False
+    best_before = max(values[:-self.patience])
+    return max(values[-self.patience:]) < best_before + self.min_delta
+
+
+def train_to_plateau(params, model_dir: str, plateau: Plateau = Plateau(),
+                     progress=print) -> Dict[str, Any]:
+  """Trains with an eval on `validation_data` every `validation_interval` steps.
+
+  Stops at `train_steps` or when the metric stops improving; keeps the best checkpoint in
+  `model_dir/best_ckpt` (Model Garden's BestCheckpointExporter). Resumable: a re-run restores
+  the latest checkpoint and the eval history.
+  """
+  params = params.replace(trainer={
+      'best_checkpoint_export_subdir': BEST_SUBDIR,
+      'best_checkpoint_eval_metric': plateau.metric,
+      'best_checkpoint_metric_comp': 'higher',
+      'checkpoint_interval': params.trainer.validation_interval,
+  })
+  if params.runtime.mixed_precision_dtype:
+    performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
+  train_utils.serialize_config(params, model_dir)
+  history_path = os.path.join(model_dir, HISTORY_FILE)
+  state = read_json(history_path) or {'history': [], 'stopped': None}
+  history = state['history']
+  strategy = _strategy(params)
+  with strategy.scope():
+    task = task_factory.get_task(params.task, logging_dir=model_dir)
+  runner = train_lib.OrbitExperimentRunner(
+      distribution_strategy=strategy, task=task, mode='train_and_eval', params=params,
+      model_dir=model_dir)
+  controller, trainer = runner.controller, runner.trainer
+  total = params.trainer.train_steps
+  interval = params.trainer.validation_interval
+  batch = params.task.train_data.global_batch_size
+  step = int(trainer.global_step.numpy())
+  history = [h for h in history if h['step'] <= step]
+  train_seconds = sum(h.get('train_seconds', 0.0) for h in history)
+  with strategy.scope():
+    while state['stopped'] is None and step < total:
+      target = min(step + interval, total)
+      start = time.time()
+      controller.train(steps=target)
+      seconds = time.time() - start
+      train_seconds += seconds
+      logs = scalar_metrics(controller.evaluate(steps=params.trainer.validation_steps))
+      entry = {'step': target, 'train_seconds': seconds,
+               'images_per_second': (target - step) * batch / max(seconds, 1e-9),
+               **{k: logs[k] for k in COCO_KEYS if k in logs}}
+      history.append(entry)
+      step = target
+      progress(f'step {step:>6d}/{total}  held-out AP {entry.get(plateau.metric, float("nan")):.4f}'
+               f'  ({entry["images_per_second"]:.0f} img/s)')
+      if plateau.reached(history):
+        state['stopped'] = 'plateau'
+      elif step >= total:
+        state['stopped'] = 'train_steps'
+      state['history'] = history
+      write_json(history_path, state)
+  best = max(history, key=lambda h: h[plateau.metric]) if history else None
+  return {'history': history, 'stopped': state['stopped'], 'best': best,
+          'train_seconds': train_seconds,
+          'best_checkpoint': tf.train.latest_checkpoint(os.path.join(model_dir, BEST_SUBDIR))}
+
+
+def evaluate_checkpoint(params, checkpoint: str, input_path: str,
+                        annotation_file: Optional[str]) -> Dict[str, float]:
+  """COCO metrics of one checkpoint on one split, through the task's own eval step."""
+  params = params.replace(task={
+      'annotation_file': annotation_file,
+      'validation_data': {'input_path': input_path},
+  })
+  task = task_factory.get_task(params.task)
+  model = task.build_model()
+  tf.train.Checkpoint(model=model).read(checkpoint).expect_partial()
+  metrics = task.build_metrics(training=False)
+  dataset = task.build_inputs(params.task.validation_data)
+  step_fn = tf.function(lambda inputs: task.validation_step(inputs, model, metrics=metrics))
+  state = None
+  for inputs in dataset:
+    logs = step_fn(inputs)
+    state = task.aggregate_logs(state=state, step_outputs=logs)
+  return scalar_metrics(task.reduce_aggregated_logs(state))

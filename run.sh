@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Front door: creates .venv on first use, then runs a subcommand (default: the main job).
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT="$(pwd)"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+usage() {
+  cat <<'EOF'
+Usage: ./run.sh [SUBCOMMAND] [ARGS...]
+
+  (none)        main job: generate the embedded data (cached), train the embedded teacher to
+                its plateau, evaluate it on val and print COCO AP / AP50 / AP75
+  test          run the test suite (pytest; extra ARGS go to pytest)
+  data          generate the embedded emoji-scenes data set (flags: --out_dir --seed ...)
+  convert       convert real data to TFRecords (coco | images | voc; see --help of each)
+  train         Model Garden-style training: --experiment --mode --model_dir [--gin_file ...]
+  teacher       train the embedded teacher to its plateau and evaluate it (what the main job runs)
+  bench         benchmarks: teacher train img/s and tf.data img/s for Augment-S1..S4
+  --help        this list
+EOF
+}
+
+ensure_venv() {
+  local stamp="$VENV/.requirements.sha256"
+  local want
+  want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+  if [[ -x "$PY" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    return 0
+  fi
+  echo "run.sh: installing requirements into .venv (first run only)..." >&2
+  [[ -x "$PY" ]] || python3 -m venv "$VENV"
+  "$PY" -m pip install --quiet --upgrade pip >&2
+  "$PY" -m pip install --quiet -r requirements.txt >&2
+  echo "$want" > "$stamp"
+}
+
+cmd="${1:-main}"
+[[ $# -gt 0 ]] && shift
+case "$cmd" in
+  -h|--help|help) usage; exit 0 ;;
+esac
+
+ensure_venv
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+
+case "$cmd" in
+  main)     exec "$PY" -m projects.self_training.main "$@" ;;
+  teacher)  exec "$PY" -m projects.self_training.main "$@" ;;
+  test)     exec "$PY" -m pytest -q tests "$@" ;;
+  data)     exec "$PY" -m projects.self_training.data.emoji_scenes "$@" ;;
+  convert)  exec "$PY" -m projects.self_training.data.convert "$@" ;;
+  train)    exec "$PY" -m projects.self_training.train "$@" ;;
+  bench)    exec "$PY" bench/teacher_throughput.py "$@" ;;
+  *) echo "run.sh: unknown subcommand '$cmd' (see ./run.sh --help)" >&2; exit 2 ;;
+esac
