@@ -16,7 +16,6 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
   data          generate the embedded emoji-scenes data set (flags: --out_dir --seed ...)
   convert       convert real data to TFRecords (coco | images | voc; see --help of each)
   train         Model Garden-style training: --experiment --mode --model_dir [--gin_file ...]
-  teacher       train the embedded teacher to its plateau and evaluate it (what the main job runs)
   bench         benchmarks: teacher train img/s and tf.data img/s for Augment-S1..S4
   --help        this list
 EOF
@@ -48,8 +47,7 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
 case "$cmd" in
   main)     exec "$PY" -m projects.self_training.main "$@" ;;
-  teacher)  exec "$PY" -m projects.self_training.main "$@" ;;
-  test)     exec "$PY" -m pytest -q tests "$@" ;;
+  test)     exec "$PY" -m pytest -q "$@" ;;
   data)     exec "$PY" -m projects.self_training.data.emoji_scenes "$@" ;;
   convert)  exec "$PY" -m projects.self_training.data.convert "$@" ;;
   train)    exec "$PY" -m projects.self_training.train "$@" ;;

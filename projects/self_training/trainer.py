@@ -6,7 +6,9 @@ trains every model to convergence), and evaluation of one checkpoint on any spli
 metrics written as JSON next to the checkpoints.
 """
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import time
@@ -74,6 +76,13 @@ class ExperimentParser(train_utils.ExperimentParser):
     return params
 
 
+def project_experiments() -> List[str]:
+  """Names of the experiments this project registers."""
+  from projects.self_training.configs import retinanet  # pylint: disable=g-import-not-at-top
+  return sorted(n for n in exp_factory._REGISTERED_CONFIGS  # pylint: disable=protected-access
+                if exp_factory._REGISTERED_CONFIGS[n].__module__ == retinanet.__name__)  # pylint: disable=protected-access
+
+
 def parse_gin(gin_files: Sequence[str] = (), gin_params: Sequence[str] = ()) -> None:
   """Parses gin files and bindings; any error (a misspelled name too) is one ConfigError."""
   for path in gin_files or ():
@@ -98,10 +107,9 @@ def build_params(experiment: str,
   flags_obj = ExperimentFlags(experiment, tuple(config_files or ()), params_override or '', tpu)
   try:
     exp_factory.get_exp_config(experiment)
-  except KeyError:
-    known = ', '.join(sorted(n for n in exp_factory._REGISTERED_CONFIGS  # pylint: disable=protected-access
-                             if 'emoji' in n or 'efficientnet' in n or 'spinenet' in n))
-    raise ConfigError(f'unknown experiment {experiment!r}; e.g. {known}') from None
+  except (KeyError, LookupError):
+    raise ConfigError(f'unknown experiment {experiment!r}; ours: '
+                      f'{", ".join(project_experiments())}') from None
   try:
     params = ExperimentParser(flags_obj).parse()
     params.validate()
@@ -226,13 +234,17 @@ def train_to_plateau(params, model_dir: str, plateau: Plateau = Plateau(),
     while state['stopped'] is None and step < total:
       target = min(step + interval, total)
       start = time.time()
-      controller.train(steps=target)
-      seconds = time.time() - start
+      # Orbit prints every loop's full log dict, pycocotools every eval: the progress
+      # line below says what matters; the full logs stay in TensorBoard and absl logs.
+      with contextlib.redirect_stdout(io.StringIO()):
+        controller.train(steps=target)
+        seconds = time.time() - start
+        logs = scalar_metrics(controller.evaluate(steps=params.trainer.validation_steps))
       train_seconds += seconds
-      logs = scalar_metrics(controller.evaluate(steps=params.trainer.validation_steps))
       entry = {'step': target, 'train_seconds': seconds,
                'images_per_second': (target - step) * batch / max(seconds, 1e-9),
-               **{k: logs[k] for k in COCO_KEYS if k in logs}}
+               # pycocotools reports -1 when there is no detection at all: that is AP 0.
+               **{k: max(logs[k], 0.0) for k in COCO_KEYS if k in logs}}
       history.append(entry)
       step = target
       progress(f'step {step:>6d}/{total}  held-out AP {entry.get(plateau.metric, float("nan")):.4f}'
@@ -266,4 +278,5 @@ def evaluate_checkpoint(params, checkpoint: str, input_path: str,
   for inputs in dataset:
     logs = step_fn(inputs)
     state = task.aggregate_logs(state=state, step_outputs=logs)
-  return scalar_metrics(task.reduce_aggregated_logs(state))
+  with contextlib.redirect_stdout(io.StringIO()):
+    return scalar_metrics(task.reduce_aggregated_logs(state))
