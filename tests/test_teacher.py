@@ -86,3 +86,20 @@ def test_main_job_rejects_incomplete_data_dir(tmp_path):
   assert proc.returncode == 2
   assert 'not a complete emoji-scenes set' in proc.stderr
   assert 'Traceback' not in proc.stderr
+
+
+def test_train_cli_modes(tiny_data, tmp_path):
+  """Model Garden's modes through our driver: train_and_eval, then eval of the result."""
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+  override = (f'{TINY},task.train_data.input_path={emoji_scenes.split_pattern(tiny_data, "train")},'
+              f'task.validation_data.input_path={emoji_scenes.split_pattern(tiny_data, "val")},'
+              f'task.annotation_file={emoji_scenes.annotation_file(tiny_data, "val")}')
+  for mode in ('train_and_eval', 'eval'):
+    proc = subprocess.run(
+        [sys.executable, '-m', 'projects.self_training.train', '--experiment=emoji_retinanet',
+         f'--mode={mode}', f'--model_dir={tmp_path}', f'--params_override={override}',
+         f'--gin_file={ROOT}/gin/augment/s2.gin'],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / f'metrics_{mode}.json').read_text())
+    assert metrics['global_step'] == 6 and 'AP' in metrics

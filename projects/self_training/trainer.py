@@ -165,7 +165,10 @@ def _strategy(params):
 
 
 def run_experiment(params, model_dir: str, mode: str) -> Dict[str, float]:
-  """Model Garden's `train`, `eval`, `train_and_eval` modes; returns the last eval metrics."""
+  """Model Garden's `train`, `eval`, `train_and_eval`, `continuous_eval` modes.
+
+  Returns the last eval metrics (also written to `model_dir/metrics_{mode}.json`).
+  """
   if params.runtime.mixed_precision_dtype:
     performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
   if 'train' in mode:
@@ -173,11 +176,22 @@ def run_experiment(params, model_dir: str, mode: str) -> Dict[str, float]:
   strategy = _strategy(params)
   with strategy.scope():
     task = task_factory.get_task(params.task, logging_dir=model_dir)
-  _, logs = train_lib.run_experiment(
-      distribution_strategy=strategy, task=task, mode=mode, params=params,
-      model_dir=model_dir, run_post_eval='eval' in mode)
+  runner = train_lib.OrbitExperimentRunner(
+      distribution_strategy=strategy, task=task, mode=mode, params=params, model_dir=model_dir)
+  logs = None
+  with strategy.scope():
+    if mode == 'eval':
+      logs = runner.controller.evaluate(steps=params.trainer.validation_steps)
+    elif mode == 'train_and_eval':
+      logs = runner.controller.train_and_evaluate(
+          train_steps=params.trainer.train_steps,
+          eval_steps=params.trainer.validation_steps,
+          eval_interval=params.trainer.validation_interval)
+    else:
+      runner.run()
   metrics = scalar_metrics(logs or {})
   if metrics:
+    metrics['global_step'] = float(runner.trainer.global_step.numpy())
     write_json(os.path.join(model_dir, f'metrics_{mode}.json'), metrics)
   return metrics
 
