@@ -13,7 +13,7 @@ from projects.self_training.data import emoji_scenes
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ('task.model.input_size=[64,64,3],task.train_data.global_batch_size=4,'
         'task.validation_data.global_batch_size=4,trainer.train_steps=6,'
-        'trainer.validation_interval=3,trainer.steps_per_loop=3,'
+        'trainer.validation_interval=3,trainer.steps_per_loop=3,trainer.summary_interval=3,'
         'trainer.optimizer_config.learning_rate.cosine.decay_steps=6,'
         'trainer.optimizer_config.warmup.linear.warmup_steps=1')
 
