@@ -72,15 +72,18 @@ class ExperimentParser(train_utils.ExperimentParser):
       if apply_to is None or not hasattr(apply_to, 'parser'):
         raise ConfigError(f'{aug.name}: experiment {self._flags_obj.experiment!r} has no '
                           'train_data.parser to augment')
-      augment.apply_augmentation(apply_to.parser, aug, params.task.model.input_size[0])
+      # A student's pseudo-labeled half is augmented like its human half.
+      for data in (apply_to, getattr(params.task, 'pseudo_data', None)):
+        if data is not None:
+          augment.apply_augmentation(data.parser, aug, params.task.model.input_size[0])
     return params
 
 
 def project_experiments() -> List[str]:
   """Names of the experiments this project registers."""
-  from projects.self_training.configs import retinanet  # pylint: disable=g-import-not-at-top
-  return sorted(n for n in exp_factory._REGISTERED_CONFIGS  # pylint: disable=protected-access
-                if exp_factory._REGISTERED_CONFIGS[n].__module__ == retinanet.__name__)  # pylint: disable=protected-access
+  registered = exp_factory._REGISTERED_CONFIGS  # pylint: disable=protected-access
+  return sorted(n for n, factory in registered.items()
+                if factory.__module__.startswith('projects.self_training.'))
 
 
 def parse_gin(gin_files: Sequence[str] = (), gin_params: Sequence[str] = ()) -> None:

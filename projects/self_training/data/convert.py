@@ -41,10 +41,8 @@ from official.vision.data import create_coco_tf_record
 from official.vision.data import tf_example_builder
 from official.vision.data import tfrecord_lib
 
-# Converted images get source ids above COCO's (< 600k) and the embedded detection
-# splits' (< 6M), and below 2**24 since Model Garden carries them through float32.
-DEFAULT_SOURCE_ID_OFFSET = 10_000_000
-JPEG_QUALITY = 95
+from projects.self_training.data.image_io import DEFAULT_SOURCE_ID_OFFSET
+from projects.self_training.data.image_io import rgb_image_bytes
 
 
 # ----------------------------------------------------------------------------------------
@@ -89,33 +87,6 @@ def _print_summary(kind: str, summary: Dict[str, Any]) -> None:
         f'skipped {summary["num_skipped"]}', flush=True)
   for item in summary.get('skipped', []):
     print(f'  skipped {item["file"]}: {item["reason"]}', flush=True)
-
-
-def rgb_image_bytes(encoded: bytes) -> Tuple[bytes, int, int]:
-  """Validates an encoded image and returns (RGB JPEG bytes, height, width).
-
-  RGB JPEGs are kept byte for byte; other formats and modes (grayscale, RGBA, CMYK,
-  palette, 16-bit) are converted to RGB and re-encoded. Raises on unreadable data,
-  including truncated files.
-  """
-  image = Image.open(io.BytesIO(encoded))
-  image.load()
-  width, height = image.size
-  if image.format == 'JPEG' and image.mode == 'RGB':
-    return encoded, height, width
-  if image.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'F'):
-    array = np.asarray(image, np.float64)
-    span = max(array.max() - array.min(), 1e-12)
-    image = Image.fromarray(np.uint8(np.round(255 * (array - array.min()) / span)))
-  if image.mode in ('RGBA', 'LA', 'PA') or (image.mode == 'P' and
-                                             'transparency' in image.info):
-    # Flatten transparency onto white, as a viewer would show it.
-    rgba = image.convert('RGBA')
-    image = Image.new('RGB', rgba.size, (255, 255, 255))
-    image.paste(rgba, mask=rgba.getchannel('A'))
-  output = io.BytesIO()
-  image.convert('RGB').save(output, format='JPEG', quality=JPEG_QUALITY)
-  return output.getvalue(), height, width
 
 
 def _list_files(directory: str) -> List[str]:

@@ -1,0 +1,95 @@
+"""Self-training student configs: the RetinaNet task plus pseudo-labeled data and the loss.
+
+`SelfTrainingRetinaNetTask` is Model Garden's `RetinaNetTask` with:
+  pseudo_data          the pseudo-labeled TFRecords (same schema as `train_data`); each
+                       step takes one batch of each, so `train_data.global_batch_size` +
+                       `pseudo_data.global_batch_size` images (the paper: 256 + 256)
+  loss_normalization   alpha, EMA decay, and normalized vs standard loss (Appendix B)
+
+The student starts from the teacher's checkpoint (`init_checkpoint`, all modules: the
+paper's default) or, with `init_checkpoint=''`, from random weights.
+"""
+
+import dataclasses
+import os
+
+from official.core import config_definitions as cfg
+from official.core import exp_factory
+from official.modeling import hyperparams
+from official.vision.configs import retinanet as rn_cfg
+
+from projects.self_training.configs import retinanet
+
+# Where the main job writes its stages (teacher, export, pseudo labels, student).
+EMBEDDED_RUNS_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__))))), 'runs')
+
+
+@dataclasses.dataclass
+class LossNormalization(hyperparams.Config):
+  """L = 1/(1+alpha) (L_h + alpha EMA(L_h)/EMA(L_p) L_p); `normalize=False`: L_h + alpha L_p."""
+  alpha: float = 1.0
+  ema_decay: float = 0.9997
+  normalize: bool = True
+
+
+@dataclasses.dataclass
+class SelfTrainingRetinaNetTask(rn_cfg.RetinaNetTask):
+  pseudo_data: rn_cfg.DataConfig = dataclasses.field(
+      default_factory=lambda: rn_cfg.DataConfig(is_training=True))
+  loss_normalization: LossNormalization = dataclasses.field(default_factory=LossNormalization)
+
+
+def student_from(teacher: cfg.ExperimentConfig, pseudo_input_path: str = '',
+                 pseudo_batch_size: int = 0) -> cfg.ExperimentConfig:
+  """A student experiment built from a teacher experiment: same model, data and schedule.
+
+  The pseudo half uses the human half's parser (so the same augmentation) and batch size
+  unless told otherwise.
+  """
+  task = teacher.task.as_dict()
+  train = teacher.task.train_data
+  pseudo = rn_cfg.DataConfig(
+      input_path=pseudo_input_path,
+      is_training=True,
+      global_batch_size=pseudo_batch_size or train.global_batch_size,
+      dtype=train.dtype,
+      shuffle_buffer_size=train.shuffle_buffer_size,
+      parser=train.parser.as_dict())
+  student = SelfTrainingRetinaNetTask(pseudo_data=pseudo)
+  student.override(task, is_strict=True)
+  config = cfg.ExperimentConfig(runtime=teacher.runtime, task=student, trainer=teacher.trainer,
+                                restrictions=list(teacher.restrictions or []))
+  config.task.init_checkpoint_modules = 'all'
+  return config
+
+
+@exp_factory.register_config_factory('emoji_retinanet_student')
+def emoji_retinanet_student() -> cfg.ExperimentConfig:
+  """The embedded student: 16 human + 16 pseudo-labeled scenes per step.
+
+  Set `task.pseudo_data.input_path` to the pseudo-labeler's records and
+  `task.init_checkpoint` to the teacher's checkpoint (the main job does both).
+  """
+  config = student_from(retinanet.emoji_retinanet())
+  config.task.pseudo_data.input_path = os.path.join(
+      EMBEDDED_RUNS_DIR, 'pseudo', 'pseudo-*-of-*.tfrecord')
+  return config
+
+
+def _full_scale_student(name: str, teacher_name: str):
+  def factory() -> cfg.ExperimentConfig:
+    config = student_from(exp_factory.get_exp_config(teacher_name))
+    config.task.pseudo_data.input_path = os.path.join(
+        retinanet.COCO_INPUT_PATH_BASE, 'pseudo', 'pseudo-*-of-*.tfrecord')
+    return config
+  factory.__doc__ = (f'Student of `{teacher_name}`: 256 human + 256 pseudo-labeled images per '
+                     'step, loss normalization, initialized from the teacher.')
+  factory.__name__ = name
+  exp_factory.register_config_factory(name)(factory)
+
+
+for _aug in ('s1', 's2', 's3', 's4'):
+  _full_scale_student(f'retinanet_efficientnetb7_fpn_coco_{_aug}_student',
+                      f'retinanet_efficientnetb7_fpn_coco_{_aug}')

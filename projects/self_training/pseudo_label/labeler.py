@@ -1,0 +1,346 @@
+r"""Pseudo-labels unlabeled images with an exported teacher (the SavedModel alone).
+
+Boxes with score >= `--threshold` (the paper's hard threshold, 0.5) are kept and written
+as TFRecords in the schema of the human labels (Model Garden's `tf_example_decoder` reads
+both), with the score in `image/object/bbox/confidence`. Images with no kept box are still
+written: they teach background.
+
+The pool is split into `--num_shards` shards (item `k` goes to shard `k % num_shards`).
+Each shard is written under a temporary name and renamed when complete, followed by its
+sidecar JSON (its COCO images and annotations, counts, skipped inputs); a re-run skips
+shards whose sidecar exists, so a killed run resumes without duplicate or partial records.
+`--shard_index` runs one shard (one worker each); without it, every missing shard runs
+here. When the last shard is done, `pseudo_labels.json` (COCO format, with scores) and
+`summary.json` (images, boxes, boxes per class, empty images, skipped inputs) are written.
+
+  python -m projects.self_training.pseudo_label.labeler \
+      --saved_model=runs/teacher_export/saved_model \
+      --input='.cache/emoji_scenes/unlabeled_scenes-*.tfrecord' --output_dir=runs/pseudo
+"""
+
+import collections
+import concurrent.futures
+import dataclasses
+import os
+import sys
+import time
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from official.vision.data import tf_example_builder
+
+from projects.self_training.pseudo_label import sources
+
+LABEL_MAP = os.path.join('assets.extra', 'label_map.json')
+RECORD_PREFIX = 'pseudo'
+SUMMARY = 'summary.json'
+COCO_JSON = 'pseudo_labels.json'
+DEFAULT_THRESHOLD = 0.5
+
+
+class LabelerError(ValueError):
+  """A missing SavedModel, a missing input, a bad flag: reported in one line."""
+
+
+def shard_name(shard_index: int, num_shards: int) -> str:
+  return f'{RECORD_PREFIX}-{shard_index:05d}-of-{num_shards:05d}'
+
+
+def record_pattern(output_dir: str) -> str:
+  """The file pattern a student's `pseudo_data.input_path` reads."""
+  return os.path.join(output_dir, f'{RECORD_PREFIX}-*-of-*.tfrecord')
+
+
+def _write_json(path: str, payload: Any) -> None:
+  import json  # pylint: disable=g-import-not-at-top
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with tf.io.gfile.GFile(tmp, 'w') as f:
+    json.dump(payload, f, indent=1, sort_keys=True)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def _read_json(path: str) -> Any:
+  import json  # pylint: disable=g-import-not-at-top
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+class Teacher:
+  """The exported detector: batched uint8 images in, kept boxes out."""
+
+  def __init__(self, saved_model_dir: str):
+    if not tf.io.gfile.exists(os.path.join(saved_model_dir, 'saved_model.pb')):
+      raise LabelerError(f'no SavedModel at {saved_model_dir} (saved_model.pb missing)')
+    self.path = saved_model_dir
+    self._model = tf.saved_model.load(saved_model_dir)
+    self._fn = self._model.signatures['serving_default']
+    self._input_name = next(iter(self._fn.structured_input_signature[1]))
+    label_map = os.path.join(saved_model_dir, LABEL_MAP)
+    self.categories = _read_json(label_map)['categories'] if tf.io.gfile.exists(label_map) else []
+
+  def __call__(self, images: np.ndarray) -> Dict[str, np.ndarray]:
+    """Raw serving outputs for a uint8 batch [n, h, w, 3] of one size."""
+    out = self._fn(**{self._input_name: tf.constant(images)})
+    return {k: v.numpy() for k, v in out.items()}
+
+
+@dataclasses.dataclass
+class Labeled:
+  """One image's pseudo labels: boxes normalized [ymin, xmin, ymax, xmax]."""
+  source_id: str
+  encoded: bytes
+  height: int
+  width: int
+  boxes: np.ndarray
+  classes: np.ndarray
+  scores: np.ndarray
+
+  def example(self) -> bytes:
+    builder = tf_example_builder.TfExampleBuilder()
+    builder.add_encoded_image_feature(self.encoded, 'JPEG', self.height, self.width, 3,
+                                      self.source_id.encode())
+    b = self.boxes
+    builder.add_boxes_feature(
+        xmins=b[:, 1].tolist(), xmaxs=b[:, 3].tolist(), ymins=b[:, 0].tolist(),
+        ymaxs=b[:, 2].tolist(), labels=self.classes.tolist(), confidences=self.scores.tolist())
+    areas = (b[:, 2] - b[:, 0]) * self.height * (b[:, 3] - b[:, 1]) * self.width
+    builder.add_floats_feature('image/object/area', areas.tolist())
+    builder.add_ints_feature('image/object/is_crowd', [0] * len(b))
+    return builder.example.SerializeToString(deterministic=True)
+
+  def coco(self, image_id: Any, first_annotation_id: int) -> Tuple[Dict, List[Dict]]:
+    image = {'id': image_id, 'height': self.height, 'width': self.width}
+    anns = []
+    for k, (box, cls, score) in enumerate(zip(self.boxes, self.classes, self.scores)):
+      y0, x0 = box[0] * self.height, box[1] * self.width
+      h, w = (box[2] - box[0]) * self.height, (box[3] - box[1]) * self.width
+      anns.append({'id': first_annotation_id + k, 'image_id': image_id,
+                   'category_id': int(cls), 'score': round(float(score), 5),
+                   'bbox': [round(float(v), 3) for v in (x0, y0, w, h)],
+                   'area': round(float(w * h), 3), 'iscrowd': 0})
+    return image, anns
+
+
+def keep(outputs: Dict[str, np.ndarray], i: int, threshold: float):
+  """Boxes of image `i` of a batch with score >= threshold (and a positive area)."""
+  n = int(outputs['num_detections'][i])
+  boxes = outputs['detection_boxes'][i, :n].astype(np.float32)
+  scores = outputs['detection_scores'][i, :n].astype(np.float32)
+  classes = outputs['detection_classes'][i, :n].astype(np.int64)
+  ok = (scores >= threshold) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+  return boxes[ok], classes[ok], scores[ok]
+
+
+def _decode_all(items: Iterable[sources.Item], workers: int = 2) -> Iterator[Tuple]:
+  """(item, pixels, stored bytes, error) in input order; decoding runs in threads."""
+  def work(item):
+    try:
+      pixels, stored = sources.decode(item)
+      if pixels.ndim != 3 or pixels.shape[0] < 1 or pixels.shape[1] < 1:
+        raise ValueError(f'bad image shape {pixels.shape}')
+      return item, pixels, stored, ''
+    except Exception as e:  # pylint: disable=broad-except
+      return item, None, None, f'{type(e).__name__}: {e}'.splitlines()[0]
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    pending = collections.deque()
+    for item in items:
+      pending.append(pool.submit(work, item))
+      if len(pending) >= 256:
+        yield pending.popleft().result()
+    while pending:
+      yield pending.popleft().result()
+
+
+def _batches(decoded: Iterator[Tuple], batch_size: int) -> Iterator[List[Tuple]]:
+  chunk = []
+  for entry in decoded:
+    chunk.append(entry)
+    if len(chunk) == batch_size:
+      yield chunk
+      chunk = []
+  if chunk:
+    yield chunk
+
+
+def label_chunk(teacher: Teacher, chunk: Sequence[Tuple], threshold: float):
+  """Pseudo labels for one chunk, in input order; one model call per distinct image size."""
+  by_shape = collections.defaultdict(list)
+  for pos, (_, pixels, _, err) in enumerate(chunk):
+    if not err:
+      by_shape[pixels.shape].append(pos)
+  results: Dict[int, Labeled] = {}
+  for positions in by_shape.values():
+    outputs = teacher(np.stack([chunk[p][1] for p in positions]))
+    for i, p in enumerate(positions):
+      item, pixels, stored, _ = chunk[p]
+      boxes, classes, scores = keep(outputs, i, threshold)
+      results[p] = Labeled(item.source_id, stored, pixels.shape[0], pixels.shape[1],
+                           boxes, classes, scores)
+  return [(chunk[p][0], results.get(p), chunk[p][3]) for p in range(len(chunk))]
+
+
+def _image_id(source_id: str, fallback: int) -> Any:
+  return int(source_id) if source_id.isdigit() else fallback
+
+
+def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int,
+                num_shards: int, threshold: float = DEFAULT_THRESHOLD, batch_size: int = 64,
+                progress: bool = True) -> Dict[str, Any]:
+  """Labels shard `shard_index` of `source` into `output_dir`; returns its sidecar."""
+  name = shard_name(shard_index, num_shards)
+  final = os.path.join(output_dir, name + '.tfrecord')
+  tmp = os.path.join(output_dir, f'.{name}.tfrecord.tmp-{os.getpid()}')
+  images, annotations, skipped = [], [], []
+  per_class = collections.Counter()
+  num_empty = 0
+  start = time.time()
+  bar = tqdm.tqdm(desc=f'pseudo-label {name}', unit='img', disable=not progress,
+                  mininterval=2, file=sys.stdout)
+  try:
+    with tf.io.TFRecordWriter(tmp) as writer:
+      items = sources.iterate(source, shard_index, num_shards)
+      for chunk in _batches(_decode_all(items), batch_size):
+        for item, labeled, err in label_chunk(teacher, chunk, threshold):
+          bar.update(1)
+          if labeled is None:
+            skipped.append({'source_id': item.source_id, 'input': item.name, 'reason': err})
+            continue
+          writer.write(labeled.example())
+          image, anns = labeled.coco(
+              _image_id(item.source_id, len(images)), len(annotations) + 1)
+          images.append(image)
+          annotations.extend(anns)
+          per_class.update(int(c) for c in labeled.classes)
+          num_empty += int(len(labeled.classes) == 0)
+  except BaseException:
+    bar.close()
+    if tf.io.gfile.exists(tmp):
+      tf.io.gfile.remove(tmp)
+    raise
+  bar.close()
+  seconds = time.time() - start
+  sidecar = {
+      'shard': name, 'records': os.path.basename(final), 'num_images': len(images),
+      'num_boxes': len(annotations), 'num_empty_images': num_empty,
+      'boxes_per_class': {str(k): v for k, v in sorted(per_class.items())},
+      'num_skipped': len(skipped), 'skipped': skipped, 'seconds': seconds,
+      'images_per_second': len(images) / max(seconds, 1e-9),
+      'images': images, 'annotations': annotations,
+  }
+  tf.io.gfile.rename(tmp, final, overwrite=True)
+  _write_json(os.path.join(output_dir, name + '.json'), sidecar)
+  return sidecar
+
+
+def merge(output_dir: str, num_shards: int, teacher_path: str, categories: List[Dict],
+          threshold: float, source: str) -> Optional[Dict[str, Any]]:
+  """Writes summary.json and the COCO JSON once every shard's sidecar exists."""
+  paths = [os.path.join(output_dir, shard_name(i, num_shards) + '.json')
+           for i in range(num_shards)]
+  if not all(tf.io.gfile.exists(p) for p in paths):
+    return None
+  shards = [_read_json(p) for p in paths]
+  images, annotations = [], []
+  for s in shards:
+    images.extend(s['images'])
+    for a in s['annotations']:
+      annotations.append(dict(a, id=len(annotations) + 1))
+  per_class = collections.Counter()
+  for s in shards:
+    per_class.update({int(k): v for k, v in s['boxes_per_class'].items()})
+  names = {int(c['id']): c['name'] for c in categories}
+  num_images = sum(s['num_images'] for s in shards)
+  summary = {
+      'saved_model': teacher_path, 'input': source, 'threshold': threshold,
+      'num_shards': num_shards, 'num_images': num_images,
+      'num_boxes': sum(s['num_boxes'] for s in shards),
+      'boxes_per_image': sum(s['num_boxes'] for s in shards) / max(num_images, 1),
+      'num_empty_images': sum(s['num_empty_images'] for s in shards),
+      'boxes_per_class': {names.get(k, str(k)): v for k, v in sorted(per_class.items())},
+      'num_skipped': sum(s['num_skipped'] for s in shards),
+      'skipped': [x for s in shards for x in s['skipped']],
+      'seconds': sum(s['seconds'] for s in shards),
+      'records': record_pattern(output_dir),
+  }
+  _write_json(os.path.join(output_dir, COCO_JSON),
+              {'images': images, 'annotations': annotations, 'categories': categories})
+  _write_json(os.path.join(output_dir, SUMMARY), summary)
+  return summary
+
+
+def run(saved_model: str, source: str, output_dir: str, threshold: float = DEFAULT_THRESHOLD,
+        num_shards: int = 1, shard_index: Optional[int] = None, batch_size: int = 64,
+        progress: bool = True, teacher: Optional[Teacher] = None) -> Dict[str, Any]:
+  """Labels every missing shard (or only `shard_index`); returns the summary when complete.
+
+  A shard is done when its sidecar JSON exists; done shards are not redone.
+  """
+  if num_shards < 1:
+    raise LabelerError(f'--num_shards must be >= 1, got {num_shards}')
+  if shard_index is not None and not 0 <= shard_index < num_shards:
+    raise LabelerError(f'--shard_index must be in [0, {num_shards}), got {shard_index}')
+  if not 0.0 <= threshold <= 1.0:
+    raise LabelerError(f'--threshold must be in [0, 1], got {threshold}')
+  try:
+    sources.check(source)
+  except sources.SourceError as e:
+    raise LabelerError(str(e)) from None
+  teacher = teacher or Teacher(saved_model)
+  tf.io.gfile.makedirs(output_dir)
+  todo = range(num_shards) if shard_index is None else [shard_index]
+  done = 0
+  for i in todo:
+    if tf.io.gfile.exists(os.path.join(output_dir, shard_name(i, num_shards) + '.json')):
+      done += 1
+      continue
+    label_shard(teacher, source, output_dir, i, num_shards, threshold, batch_size, progress)
+  if done and progress:
+    print(f'pseudo-label: {done} shard(s) already complete in {output_dir}, skipped')
+  summary = merge(output_dir, num_shards, teacher.path, teacher.categories, threshold, source)
+  return summary or {'complete': False, 'output_dir': output_dir}
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string('saved_model', None, 'Exported teacher (a saved_model directory).')
+  flags.DEFINE_string('input', None, 'Unlabeled images: TFRecord pattern(s), an image folder, '
+                      'or tfds:NAME@SPLIT.')
+  flags.DEFINE_string('output_dir', None, 'Where the pseudo-labeled shards go.')
+  flags.DEFINE_float('threshold', DEFAULT_THRESHOLD, 'Keep boxes with score >= this.')
+  flags.DEFINE_integer('num_shards', 1, 'Shards the pool is split into (one per worker).')
+  flags.DEFINE_integer('shard_index', None, 'Label only this shard (default: all missing).')
+  flags.DEFINE_integer('batch_size', 64, 'Images per model call.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  try:
+    for name in ('saved_model', 'input', 'output_dir'):
+      if not getattr(FLAGS, name):
+        raise LabelerError(f'--{name} is required')
+    summary = run(FLAGS.saved_model, FLAGS.input, FLAGS.output_dir, FLAGS.threshold,
+                  FLAGS.num_shards, FLAGS.shard_index, FLAGS.batch_size)
+  except LabelerError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  if summary.get('complete') is False:
+    print(f'pseudo-label: shard done; other shards still missing in {FLAGS.output_dir}')
+    return
+  print(f'pseudo-label: {summary["num_images"]} images, {summary["num_boxes"]} boxes '
+        f'({summary["boxes_per_image"]:.2f}/image), {summary["num_empty_images"]} with no box, '
+        f'{summary["num_skipped"]} skipped -> {summary["records"]}')
+  for s in summary['skipped'][:20]:
+    print(f'  skipped {s["source_id"]} ({s["input"]}): {s["reason"]}')
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

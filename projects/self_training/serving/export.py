@@ -1,0 +1,140 @@
+r"""Exports a trained detector as a SavedModel with Model Garden's export library.
+
+The SavedModel has three signatures, all returning Model Garden's detection outputs
+(`detection_boxes` normalized to [0, 1] of the original image as [ymin, xmin, ymax, xmax],
+`detection_scores`, `detection_classes`, `num_detections`, `image_info`):
+
+  serving_default     uint8 images [batch, height, width, 3]
+  serving_bytes       encoded images (JPEG/PNG/...) [batch]
+
+The label map travels inside the SavedModel directory as `assets.extra/label_map.json`
+(`{"categories": [{"id": 1, "name": "person"}, ...]}`), with the experiment's
+`params.yaml` beside it. The pseudo-labeler needs nothing else.
+
+  python -m projects.self_training.serving.export --model_dir=runs/teacher \
+      --export_dir=runs/teacher_export
+"""
+
+import json
+import os
+import sys
+from typing import Dict, List, Optional
+
+from absl import app
+from absl import flags
+import tensorflow as tf
+
+from official.core import config_definitions as cfg
+from official.vision.serving import export_saved_model_lib
+
+from projects.self_training import trainer
+from projects.self_training.data import categories
+
+LABEL_MAP = os.path.join('assets.extra', 'label_map.json')
+SIGNATURES = {
+    'image_tensor': 'serving_default',
+    'image_bytes': 'serving_bytes',
+}
+
+
+def label_map_of(params: cfg.ExperimentConfig) -> List[Dict[str, object]]:
+  """The categories the detector predicts: from its annotation file, else COCO's names."""
+  path = params.task.annotation_file
+  if path and tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      cats = json.load(f).get('categories') or []
+    if cats:
+      return [{'id': int(c['id']), 'name': str(c['name'])} for c in cats]
+  return [{'id': c.id, 'name': c.name} for c in categories.COCO_CATEGORIES
+          if c.id < params.task.model.num_classes]
+
+
+def read_label_map(saved_model_dir: str) -> Dict[int, str]:
+  path = os.path.join(saved_model_dir, LABEL_MAP)
+  if not tf.io.gfile.exists(path):
+    return {}
+  with tf.io.gfile.GFile(path) as f:
+    return {int(c['id']): c['name'] for c in json.load(f)['categories']}
+
+
+def export_detector(params: cfg.ExperimentConfig, checkpoint: str, export_dir: str,
+                    batch_size: Optional[int] = None) -> str:
+  """Writes `export_dir/saved_model` (+ label map) from one checkpoint; returns its path.
+
+  Written under a temporary name and renamed when complete, so a killed export never
+  leaves a directory that looks like a SavedModel.
+  """
+  if not checkpoint or not tf.io.gfile.exists(checkpoint + '.index'):
+    raise trainer.ConfigError(f'checkpoint not found: {checkpoint}')
+  params = params.replace(task={'export_config': {'output_normalized_coordinates': True}})
+  final = os.path.join(export_dir, 'saved_model')
+  tmp = os.path.join(export_dir, f'.saved_model.tmp-{os.getpid()}')
+  for path in (tmp, final):
+    if tf.io.gfile.exists(path):
+      tf.io.gfile.rmtree(path)
+  export_saved_model_lib.export_inference_graph(
+      input_type='image_tensor',
+      batch_size=batch_size,
+      input_image_size=list(params.task.model.input_size[:2]),
+      params=params,
+      checkpoint_path=checkpoint,
+      export_dir=tmp,
+      function_keys=SIGNATURES)
+  tf.io.gfile.makedirs(os.path.join(tmp, 'assets.extra'))
+  with tf.io.gfile.GFile(os.path.join(tmp, LABEL_MAP), 'w') as f:
+    json.dump({'categories': label_map_of(params), 'checkpoint': checkpoint}, f, indent=1)
+  tf.io.gfile.rename(tmp, final)
+  return final
+
+
+def teacher_checkpoint(model_dir: str) -> str:
+  """The best checkpoint of a plateau run, else the latest one in `model_dir`."""
+  best = tf.train.latest_checkpoint(os.path.join(model_dir, trainer.BEST_SUBDIR))
+  return best or tf.train.latest_checkpoint(model_dir)
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string('model_dir', None, 'A training directory (params.yaml + checkpoints); '
+                      'its best checkpoint is exported unless --checkpoint_path is given.')
+  flags.DEFINE_string('checkpoint_path', None, 'A checkpoint prefix to export.')
+  flags.DEFINE_string('experiment', None, 'Registered experiment (default: from --model_dir).')
+  flags.DEFINE_multi_string('config_file', [], 'YAML config files, as in train.py.')
+  flags.DEFINE_string('params_override', '', 'Model Garden params override.')
+  flags.DEFINE_string('export_dir', None, 'Output directory (gets saved_model/).')
+  flags.DEFINE_integer('batch_size', None, 'Fixed batch size (default: any).')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  try:
+    if not FLAGS.export_dir:
+      raise trainer.ConfigError('--export_dir is required')
+    config_files = list(FLAGS.config_file)
+    checkpoint = FLAGS.checkpoint_path
+    experiment = FLAGS.experiment
+    if FLAGS.model_dir:
+      params_yaml = os.path.join(FLAGS.model_dir, 'params.yaml')
+      if not tf.io.gfile.exists(params_yaml):
+        raise trainer.ConfigError(f'--model_dir={FLAGS.model_dir} has no params.yaml')
+      config_files.insert(0, params_yaml)
+      checkpoint = checkpoint or teacher_checkpoint(FLAGS.model_dir)
+      if not checkpoint:
+        raise trainer.ConfigError(f'--model_dir={FLAGS.model_dir} has no checkpoint')
+    if not checkpoint:
+      raise trainer.ConfigError('give --model_dir or --checkpoint_path')
+    params = trainer.build_params(experiment or 'emoji_retinanet', config_files,
+                                  FLAGS.params_override)
+    path = export_detector(params, checkpoint, FLAGS.export_dir, FLAGS.batch_size)
+  except trainer.ConfigError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(f'exported {checkpoint} -> {path}')
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
