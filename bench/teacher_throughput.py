@@ -25,6 +25,7 @@ sys.path.insert(0, ROOT)
 from official.core import task_factory  # pylint: disable=g-import-not-at-top
 from official.core import train_lib
 
+from projects.self_training import pipeline
 from projects.self_training import trainer
 from projects.self_training.data import emoji_scenes
 
@@ -40,7 +41,7 @@ POLICIES = ('s1', 's2', 's3', 's4')
 
 
 def _params(data_dir, gin_file=None):
-  override = f'task.train_data.input_path={emoji_scenes.split_pattern(data_dir, "train")}'
+  override = pipeline.data_override(data_dir)
   gin_files = [os.path.join(ROOT, 'gin', 'augment', f'{gin_file}.gin')] if gin_file else []
   return trainer.build_params('emoji_retinanet', params_override=override, gin_files=gin_files)
 

@@ -1,8 +1,10 @@
-"""The main job: embedded data -> teacher trained to its plateau -> COCO AP on val.
+"""The main job: embedded data -> teacher -> export -> pseudo labels -> control and student.
 
-`./run.sh` runs this. Each stage is cached or resumable: the data set is generated once,
-and a re-run continues training from the last checkpoint in `--model_dir` (or only
-re-evaluates when the teacher already stopped).
+`./run.sh` runs this. It prints one table of COCO AP / AP50 / AP75 on `val` for the
+teacher, the same-steps supervised control and the self-trained student, and writes it
+with everything else to `--runs_dir/results.json`. Each stage is skipped when its outputs
+are complete (`--force=STAGE` or `--force=all` redoes it); `--stages=teacher` stops after
+the teacher.
 """
 
 import os
@@ -13,21 +15,33 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from projects.self_training import pipeline
 from projects.self_training import trainer
 from projects.self_training.data import emoji_scenes
 
 FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_DEFAULTS = pipeline.Settings(data_dir='', runs_dir='')
 
 flags.DEFINE_string('data_dir', None, 'An existing emoji-scenes set (default: generate or reuse '
                     'the cached default set).')
-flags.DEFINE_string('model_dir', os.path.join(ROOT, 'runs', 'teacher'), 'Teacher directory.')
-flags.DEFINE_string('experiment', 'emoji_retinanet', 'Registered teacher experiment.')
-flags.DEFINE_multi_string('gin_file', [], 'Gin files, e.g. gin/augment/s1.gin.')
+flags.DEFINE_string('runs_dir', os.path.join(ROOT, 'runs'), 'Where every stage writes.')
+flags.DEFINE_list('stages', list(pipeline.STAGES), 'Stages to run, in order.')
+flags.DEFINE_list('force', [], 'Stages to redo from scratch (or "all").')
+flags.DEFINE_string('experiment', _DEFAULTS.teacher_experiment, 'Teacher experiment.')
+flags.DEFINE_string('student_experiment', _DEFAULTS.student_experiment, 'Student experiment.')
+flags.DEFINE_multi_string('gin_file', [], 'Gin files for every stage, e.g. gin/augment/s1.gin.')
 flags.DEFINE_multi_string('gin_params', [], 'Gin bindings.')
-flags.DEFINE_string('params_override', '', 'Model Garden params override (YAML or a=b,...).')
-flags.DEFINE_integer('plateau_patience', 3, 'Held-out evals without improvement before stopping.')
-flags.DEFINE_bool('fresh', False, 'Delete --model_dir first instead of resuming it.')
+flags.DEFINE_string('params_override', '', 'Teacher params override (YAML or a=b,...).')
+flags.DEFINE_string('student_override', '', 'Params override for control and student.')
+flags.DEFINE_integer('plateau_patience', _DEFAULTS.plateau_patience,
+                     'Held-out evals without improvement before the teacher stops.')
+flags.DEFINE_integer('student_steps', _DEFAULTS.student_steps,
+                     'Training steps of the student and of the supervised control.')
+flags.DEFINE_float('alpha', None, 'Pseudo-loss weight alpha (default: the experiment\'s).')
+flags.DEFINE_float('threshold', _DEFAULTS.threshold, 'Pseudo-label score threshold.')
+flags.DEFINE_bool('label_iconic', False, 'Also pseudo-label the `iconic` pool.')
+flags.DEFINE_integer('seed', 0, 'Seed for control and student data order and augmentation.')
 
 
 def quiet_logs():
@@ -39,43 +53,20 @@ def quiet_logs():
   warnings.filterwarnings('ignore', category=UserWarning)
 
 
-def _pct(v):
-  return f'{100 * v:5.1f}'
-
-
-def teacher(data_dir: str, model_dir: str) -> dict:
-  """Trains the teacher until held-out AP stops improving, then evaluates it on val."""
-  holdout = emoji_scenes.split_pattern(data_dir, 'holdout')
-  override = (f'task.validation_data.input_path={holdout},'
-              f'task.annotation_file={emoji_scenes.annotation_file(data_dir, "holdout")},'
-              f'task.train_data.input_path={emoji_scenes.split_pattern(data_dir, "train")}')
-  if FLAGS.params_override:
-    override += ',' + FLAGS.params_override
-  params = trainer.build_params(FLAGS.experiment, params_override=override,
-                                gin_files=FLAGS.gin_file, gin_params=FLAGS.gin_params)
-  print(f'teacher: {FLAGS.experiment}, up to {params.trainer.train_steps} steps, held-out AP '
-        f'every {params.trainer.validation_interval}; model_dir {model_dir}', flush=True)
-  result = trainer.train_to_plateau(
-      params, model_dir, trainer.Plateau(patience=FLAGS.plateau_patience),
-      progress=lambda line: print('  ' + line, flush=True))
-  start = time.time()
-  val = trainer.evaluate_checkpoint(
-      params, result['best_checkpoint'], emoji_scenes.split_pattern(data_dir, 'val'),
-      emoji_scenes.annotation_file(data_dir, 'val'))
-  summary = {
-      'experiment': FLAGS.experiment,
-      'gin_files': list(FLAGS.gin_file),
-      'stopped': result['stopped'],
-      'best_step': result['best']['step'],
-      'holdout': {k: v for k, v in result['best'].items() if k in trainer.COCO_KEYS},
-      'val': {k: val[k] for k in trainer.COCO_KEYS if k in val},
-      'history': result['history'],
-      'train_seconds': result['train_seconds'],
-      'val_eval_seconds': time.time() - start,
-      'checkpoint': result['best_checkpoint'],
-  }
-  trainer.write_json(os.path.join(model_dir, 'teacher_metrics.json'), summary)
-  return summary
+def settings(data_dir: str) -> pipeline.Settings:
+  student_override = FLAGS.student_override
+  if FLAGS.alpha is not None:
+    student_override = ','.join(x for x in (f'task.loss_normalization.alpha={FLAGS.alpha}',
+                                            student_override) if x)
+  splits = [emoji_scenes.UNLABELED_SPLIT] + ([emoji_scenes.ICONIC_SPLIT]
+                                             if FLAGS.label_iconic else [])
+  return pipeline.Settings(
+      data_dir=data_dir, runs_dir=FLAGS.runs_dir, teacher_experiment=FLAGS.experiment,
+      student_experiment=FLAGS.student_experiment, gin_files=FLAGS.gin_file,
+      gin_params=FLAGS.gin_params, teacher_override=FLAGS.params_override,
+      student_override=student_override, plateau_patience=FLAGS.plateau_patience,
+      student_steps=FLAGS.student_steps, threshold=FLAGS.threshold, pseudo_splits=splits,
+      seed=FLAGS.seed, force=FLAGS.force)
 
 
 def main(argv):
@@ -91,27 +82,31 @@ def main(argv):
                                   '(no metadata.json); make one with ./run.sh data --out_dir')
     else:
       data_dir = emoji_scenes.ensure_dataset()
-    if FLAGS.fresh:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      if tf.io.gfile.exists(FLAGS.model_dir):
-        tf.io.gfile.rmtree(FLAGS.model_dir)
-    s = teacher(data_dir, FLAGS.model_dir)
-  except trainer.ConfigError as e:
-    print(f'error: {e}', file=sys.stderr)
+    s = settings(data_dir)
+    results = pipeline.run(s, FLAGS.stages, progress=lambda line: print(line, flush=True))
+  except (trainer.ConfigError, ValueError) as e:
+    print(f'error: {str(e).strip().splitlines()[0]}', file=sys.stderr)
     sys.exit(2)
-  hist = ', '.join(f'{h["step"]}:{_pct(h["AP"]).strip()}' for h in s['history'])
+  t = results['teacher']
+  hist = ', '.join(f'{h["step"]}:{100 * h["AP"]:.1f}' for h in t['history'])
   print()
   print(f'Teacher held-out AP by step: {hist}')
-  print(f'Stopped: {s["stopped"]}; best held-out AP {_pct(s["holdout"]["AP"]).strip()} '
-        f'at step {s["best_step"]}; training {s["train_seconds"]:.0f} s.')
+  print(f'Teacher stopped: {t["stopped"]}; best held-out AP {100 * t["holdout"]["AP"]:.1f} at '
+        f'step {t["best_step"]}; training {t["train_seconds"]:.0f} s.')
+  for key in ('control', 'student'):
+    if key in results:
+      r = results[key]
+      curve = ', '.join(f'{h["step"]}:{100 * h["AP"]:.1f}' for h in r['history'])
+      print(f'{key.capitalize()} held-out AP by step: {curve}')
   print()
-  print('| model   | split | COCO AP | AP50  | AP75  |')
-  print('|---------|-------|---------|-------|-------|')
-  v = s['val']
-  print(f'| teacher | val   |  {_pct(v["AP"])}  | {_pct(v["AP50"])} | {_pct(v["AP75"])} |')
-  print()
-  print(f'Metrics: {os.path.join(FLAGS.model_dir, "teacher_metrics.json")}; '
-        f'wall time {time.time() - start:.0f} s.')
+  print('\n'.join(pipeline.table(results)))
+  if 'student' in results and 'control' in results:
+    margin = results['student']['val']['AP'] - results['control']['val']['AP']
+    print(f'\nStudent - control: {100 * margin:+.1f} AP on val.')
+  results['wall_seconds'] = time.time() - start
+  trainer.write_json(os.path.join(FLAGS.runs_dir, 'results.json'), results)
+  print(f'\nMetrics: {os.path.join(FLAGS.runs_dir, "results.json")}; '
+        f'wall time {results["wall_seconds"]:.0f} s.')
 
 
 if __name__ == '__main__':

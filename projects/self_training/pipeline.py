@@ -1,0 +1,233 @@
+"""The self-training pipeline's stages, each reading the files the previous one wrote.
+
+  teacher   train on `train` until held-out AP (on `holdout`) stops improving
+  export    the teacher's best checkpoint -> SavedModel (Model Garden serving module)
+  pseudo    the SavedModel labels the unlabeled pool (score >= 0.5)
+  control   the teacher trained further on human labels alone, as many steps as the student
+  student   initialized from the teacher; half human, half pseudo-labeled batches
+
+Every stage writes a completion file last (`teacher_metrics.json`, `saved_model/`,
+`summary.json`, `result.json`); a re-run skips complete stages unless they are forced.
+Control and student keep their best checkpoint on `holdout` (never `val`), which is then
+evaluated once on `val`.
+"""
+
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import tensorflow as tf
+import tf_keras
+
+from projects.self_training import trainer
+from projects.self_training.data import emoji_scenes
+
+STAGES = ('teacher', 'export', 'pseudo', 'control', 'student')
+RESULT = 'result.json'
+
+
+@dataclasses.dataclass
+class Settings:
+  """What one pipeline run does; the defaults are the embedded main job's."""
+  data_dir: str
+  runs_dir: str
+  teacher_experiment: str = 'emoji_retinanet'
+  student_experiment: str = 'emoji_retinanet_student'
+  gin_files: Sequence[str] = ()
+  gin_params: Sequence[str] = ()
+  teacher_override: str = ''
+  student_override: str = ''     # applies to control and student alike
+  plateau_patience: int = 3
+  student_steps: int = 800
+  student_learning_rate: float = 0.04
+  student_warmup_steps: int = 50
+  eval_interval: int = 200
+  threshold: float = 0.5
+  pseudo_splits: Sequence[str] = (emoji_scenes.UNLABELED_SPLIT,)
+  seed: int = 0
+  force: Sequence[str] = ()
+
+  def dir(self, stage: str) -> str:
+    return os.path.join(self.runs_dir, stage)
+
+
+def data_override(data_dir: str, validation_split: str = 'holdout') -> str:
+  """Points an embedded experiment's train/validation data at `data_dir`."""
+  return (f'task.train_data.input_path={emoji_scenes.split_pattern(data_dir, "train")},'
+          f'task.validation_data.input_path='
+          f'{emoji_scenes.split_pattern(data_dir, validation_split)},'
+          f'task.annotation_file={emoji_scenes.annotation_file(data_dir, validation_split)}')
+
+
+def _join(*overrides: str) -> str:
+  return ','.join(o for o in overrides if o)
+
+
+def _fresh(settings: Settings, stage: str) -> bool:
+  """True when `stage` must be (re)done from scratch: forced, so delete what it left."""
+  if stage in settings.force or 'all' in settings.force:
+    if tf.io.gfile.exists(settings.dir(stage)):
+      tf.io.gfile.rmtree(settings.dir(stage))
+    return True
+  return False
+
+
+def _val_metrics(params, checkpoint: str, data_dir: str) -> Dict[str, float]:
+  val = trainer.evaluate_checkpoint(params, checkpoint, emoji_scenes.split_pattern(data_dir, 'val'),
+                                    emoji_scenes.annotation_file(data_dir, 'val'))
+  return {k: max(val[k], 0.0) for k in trainer.COCO_KEYS if k in val}
+
+
+def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, Any]:
+  """Trains the teacher to its held-out plateau; evaluates its best checkpoint on val."""
+  _fresh(s, 'teacher')
+  model_dir = s.dir('teacher')
+  done = trainer.read_json(os.path.join(model_dir, 'teacher_metrics.json'))
+  if done:
+    progress(f'teacher: complete in {model_dir} (best held-out AP '
+             f'{100 * done["holdout"]["AP"]:.1f} at step {done["best_step"]}), skipped')
+    return done
+  params = trainer.build_params(s.teacher_experiment,
+                                params_override=_join(data_override(s.data_dir),
+                                                      s.teacher_override),
+                                gin_files=s.gin_files, gin_params=s.gin_params)
+  tf_keras.utils.set_random_seed(s.seed)
+  progress(f'teacher: {s.teacher_experiment}, up to {params.trainer.train_steps} steps, '
+           f'held-out AP every {params.trainer.validation_interval}; {model_dir}')
+  result = trainer.train_to_plateau(
+      params, model_dir, trainer.Plateau(patience=s.plateau_patience),
+      progress=lambda line: progress('  ' + line))
+  start = time.time()
+  summary = {
+      'experiment': s.teacher_experiment,
+      'gin_files': list(s.gin_files),
+      'stopped': result['stopped'],
+      'best_step': result['best']['step'],
+      'holdout': {k: v for k, v in result['best'].items() if k in trainer.COCO_KEYS},
+      'val': _val_metrics(params, result['best_checkpoint'], s.data_dir),
+      'history': result['history'],
+      'train_seconds': result['train_seconds'],
+      'checkpoint': result['best_checkpoint'],
+  }
+  summary['val_eval_seconds'] = time.time() - start
+  trainer.write_json(os.path.join(model_dir, 'teacher_metrics.json'), summary)
+  return summary
+
+
+def export(s: Settings, teacher_summary: Dict[str, Any],
+           progress: Callable[[str], None] = print) -> str:
+  from projects.self_training.serving import export as export_lib  # pylint: disable=g-import-not-at-top
+  _fresh(s, 'export')
+  path = os.path.join(s.dir('export'), 'saved_model')
+  if tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
+    progress(f'export: complete in {path}, skipped')
+    return path
+  params = trainer.build_params(s.teacher_experiment,
+                                params_override=_join(data_override(s.data_dir),
+                                                      s.teacher_override),
+                                gin_files=s.gin_files, gin_params=s.gin_params)
+  start = time.time()
+  path = export_lib.export_detector(params, teacher_summary['checkpoint'], s.dir('export'))
+  progress(f'export: {path} ({time.time() - start:.0f} s)')
+  return path
+
+
+def pseudo_label(s: Settings, saved_model: str,
+                 progress: Callable[[str], None] = print) -> Dict[str, Any]:
+  from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
+  _fresh(s, 'pseudo')
+  out = s.dir('pseudo')
+  done = trainer.read_json(os.path.join(out, labeler.SUMMARY))
+  if done:
+    progress(f'pseudo: complete in {out} ({done["num_images"]} images, '
+             f'{done["boxes_per_image"]:.2f} boxes/image), skipped')
+    return done
+  source = ','.join(emoji_scenes.split_pattern(s.data_dir, split) for split in s.pseudo_splits)
+  summary = labeler.run(saved_model, source, out, threshold=s.threshold, num_shards=4)
+  progress(f'pseudo: {summary["num_images"]} images, {summary["num_boxes"]} boxes '
+           f'({summary["boxes_per_image"]:.2f}/image, {summary["num_empty_images"]} empty, '
+           f'{summary["num_skipped"]} skipped) in {summary["seconds"]:.0f} s')
+  return summary
+
+
+def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: str,
+             extra_override: str = '', progress: Callable[[str], None] = print) -> Dict[str, Any]:
+  """Trains `experiment` from `init_checkpoint` for `student_steps` steps (control/student)."""
+  _fresh(s, stage)
+  model_dir = s.dir(stage)
+  done = trainer.read_json(os.path.join(model_dir, RESULT))
+  if done:
+    progress(f'{stage}: complete in {model_dir} (val AP {100 * done["val"]["AP"]:.1f}), skipped')
+    return done
+  steps = s.student_steps
+  schedule = (f'trainer.train_steps={steps},'
+              f'trainer.validation_interval={s.eval_interval},'
+              f'trainer.optimizer_config.learning_rate.cosine.decay_steps={steps},'
+              f'trainer.optimizer_config.learning_rate.cosine.initial_learning_rate='
+              f'{s.student_learning_rate},'
+              f'trainer.optimizer_config.warmup.linear.warmup_steps={s.student_warmup_steps},'
+              f'trainer.optimizer_config.warmup.linear.warmup_learning_rate='
+              f'{s.student_learning_rate / 10},'
+              f'task.init_checkpoint={init_checkpoint},task.init_checkpoint_modules=all,'
+              f'task.train_data.seed={s.seed}')
+  params = trainer.build_params(
+      experiment, params_override=_join(data_override(s.data_dir), schedule, extra_override,
+                                        s.student_override),
+      gin_files=s.gin_files, gin_params=s.gin_params)
+  tf_keras.utils.set_random_seed(s.seed)
+  progress(f'{stage}: {experiment}, {steps} steps from the teacher; {model_dir}')
+  result = trainer.train_to_plateau(params, model_dir, trainer.Plateau(patience=10 ** 6),
+                                    progress=lambda line: progress('  ' + line))
+  summary = {
+      'experiment': experiment,
+      'steps': steps,
+      'seed': s.seed,
+      'best_step': result['best']['step'],
+      'holdout': {k: v for k, v in result['best'].items() if k in trainer.COCO_KEYS},
+      'val': _val_metrics(params, result['best_checkpoint'], s.data_dir),
+      'history': result['history'],
+      'train_seconds': result['train_seconds'],
+      'checkpoint': result['best_checkpoint'],
+  }
+  trainer.write_json(os.path.join(model_dir, RESULT), summary)
+  return summary
+
+
+def run(s: Settings, stages: Sequence[str] = STAGES,
+        progress: Callable[[str], None] = print) -> Dict[str, Any]:
+  """Runs `stages` in order (each skipped when complete); returns every stage's summary."""
+  unknown = [x for x in list(stages) + list(s.force) if x not in STAGES + ('all',)]
+  if unknown:
+    raise trainer.ConfigError(f'unknown stage {unknown[0]!r}; stages: {", ".join(STAGES)}')
+  out: Dict[str, Any] = {}
+  out['teacher'] = teacher(s, progress)
+  if 'export' not in stages:
+    return out
+  saved_model = export(s, out['teacher'], progress)
+  if 'pseudo' not in stages:
+    return out
+  out['pseudo'] = pseudo_label(s, saved_model, progress)
+  init = out['teacher']['checkpoint']
+  if 'control' in stages:
+    out['control'] = finetune(s, 'control', s.teacher_experiment, init, progress=progress)
+  if 'student' in stages:
+    from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
+    out['student'] = finetune(
+        s, 'student', s.student_experiment, init,
+        f'task.pseudo_data.input_path={labeler.record_pattern(s.dir("pseudo"))},'
+        f'task.pseudo_data.seed={s.seed}', progress)
+  return out
+
+
+def table(results: Dict[str, Any], split: str = 'val') -> List[str]:
+  """Markdown rows: model, COCO AP, AP50, AP75 on `split` (percent)."""
+  rows = ['| model | COCO AP | AP50 | AP75 |', '|---|---|---|---|']
+  names = {'teacher': 'teacher', 'control': 'supervised control (same steps)',
+           'student': 'student (self-training)'}
+  for key, name in names.items():
+    if key in results:
+      m = results[key][split]
+      rows.append(f'| {name} | {100 * m["AP"]:.1f} | {100 * m["AP50"]:.1f} | '
+                  f'{100 * m["AP75"]:.1f} |')
+  return rows

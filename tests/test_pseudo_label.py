@@ -1,0 +1,243 @@
+"""Export and pseudo-labeling: one input path from export to labels, threshold, schema round
+trip, sharding, resume after a kill, bad inputs."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+
+from official.core import task_factory
+from official.vision.dataloaders import tf_example_decoder
+from projects.self_training import trainer
+from projects.self_training.data import emoji_scenes
+from projects.self_training.pseudo_label import labeler
+from projects.self_training.serving import export
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ('task.model.input_size=[64,64,3],task.validation_data.global_batch_size=4,'
+        'task.train_data.global_batch_size=4')
+
+
+@pytest.fixture(scope='module')
+def pool(tmp_path_factory):
+  out = str(tmp_path_factory.mktemp('data') / 'scenes')
+  emoji_scenes.generate(out, image_size=64, num_val=4, num_unlabeled=10,
+                        splits=('val', 'unlabeled_scenes'), num_workers=1)
+  return out
+
+
+@pytest.fixture(scope='module')
+def exported(pool, tmp_path_factory):
+  """A randomly initialized tiny detector, checkpointed and exported."""
+  params = trainer.build_params('emoji_retinanet', params_override=(
+      f'{TINY},task.annotation_file={emoji_scenes.annotation_file(pool, "val")}'))
+  model = task_factory.get_task(params.task).build_model()
+  model(tf.zeros([1, 64, 64, 3]), training=False)
+  # Random init scores every anchor ~0.01, under the detector's 0.05 pre-NMS floor, and
+  # its head features are tiny: large random head weights give distinct, well-separated
+  # detections that depend on the image.
+  rng = np.random.default_rng(0)
+  for v in model.head.trainable_variables:
+    if 'kernel' in v.name:
+      std = 20.0 if 'scores' in v.name else np.sqrt(2.0 / np.prod(v.shape[:-1]))
+      v.assign(rng.normal(0, std, v.shape).astype(np.float32))
+    elif 'scores/bias' in v.name:
+      v.assign(np.full(v.shape, -2.0, np.float32))
+  base = tmp_path_factory.mktemp('teacher')
+  ckpt = tf.train.Checkpoint(model=model).save(str(base / 'ckpt'))
+  path = export.export_detector(params, ckpt, str(base / 'export'))
+  return params, model, path
+
+
+class FakeTeacher:
+  """Deterministic outputs from pixel statistics; can be told to die mid-shard."""
+  path = 'fake'
+  categories = [{'id': 1, 'name': 'person'}, {'id': 18, 'name': 'dog'}]
+
+  def __init__(self, die_after_calls=None):
+    self.calls = 0
+    self.die_after_calls = die_after_calls
+
+  def __call__(self, images):
+    self.calls += 1
+    if self.die_after_calls is not None and self.calls > self.die_after_calls:
+      raise KeyboardInterrupt('simulated kill')
+    n = len(images)
+    m = images.reshape(n, -1).mean(axis=1) / 255.0
+    boxes = np.zeros((n, 3, 4), np.float32)
+    boxes[:, 0] = [0.1, 0.2, 0.5, 0.6]
+    boxes[:, 1] = [0.3, 0.3, 0.9, 0.8]
+    boxes[:, 2] = [0.0, 0.0, 1.0, 1.0]
+    scores = np.stack([m, 1.0 - m, np.full(n, 0.2)], axis=1).astype(np.float32)
+    return {'detection_boxes': boxes, 'detection_scores': scores,
+            'detection_classes': np.tile(np.array([[1, 18, 1]], np.float32), (n, 1)),
+            'num_detections': np.full(n, 3, np.int32)}
+
+
+def _records(pattern):
+  out = []
+  for f in sorted(tf.io.gfile.glob(pattern)):
+    out += [r.numpy() for r in tf.data.TFRecordDataset(f)]
+  return out
+
+
+def test_keep_applies_the_threshold_inclusively():
+  out = {'detection_boxes': np.array([[[0, 0, .5, .5], [0, 0, .4, .4], [.2, .2, .2, .6]]]),
+         'detection_scores': np.array([[0.5, 0.49, 0.9]]),
+         'detection_classes': np.array([[3, 4, 5]]), 'num_detections': np.array([3])}
+  boxes, classes, scores = labeler.keep(out, 0, 0.5)
+  # 0.5 is kept, 0.49 is not, and the zero-height box is dropped whatever its score.
+  assert classes.tolist() == [3] and scores.tolist() == [0.5]
+
+
+def test_records_round_trip_through_model_gardens_decoder():
+  labeled = labeler.Labeled('42', _jpeg(np.full((40, 80, 3), 90, np.uint8)), 40, 80,
+                            boxes=np.array([[0.1, 0.2, 0.5, 0.9]], np.float32),
+                            classes=np.array([18]), scores=np.array([0.75], np.float32))
+  decoded = tf_example_decoder.TfExampleDecoder().decode(tf.constant(labeled.example()))
+  # Model Garden's boxes are normalized [ymin, xmin, ymax, xmax], as the labeler writes them.
+  np.testing.assert_allclose(decoded['groundtruth_boxes'].numpy(), [[0.1, 0.2, 0.5, 0.9]],
+                             rtol=1e-6)
+  assert decoded['groundtruth_classes'].numpy().tolist() == [18]
+  assert decoded['source_id'].numpy() == b'42'
+  assert decoded['image'].shape == (40, 80, 3)
+  image, anns = labeled.coco(42, 1)
+  # COCO boxes are [x, y, width, height] in pixels of the original image.
+  assert anns[0]['bbox'] == pytest.approx([16.0, 4.0, 56.0, 16.0])
+  assert image == {'id': 42, 'height': 40, 'width': 80}
+
+
+def _jpeg(pixels):
+  out = io.BytesIO()
+  Image.fromarray(pixels).save(out, format='JPEG', quality=95)
+  return out.getvalue()
+
+
+def test_export_matches_the_training_eval_path(pool, exported):
+  """The SavedModel on uint8 and on encoded images gives the task's own eval detections."""
+  params, model, path = exported
+  saved = tf.saved_model.load(path)
+  assert set(saved.signatures) >= {'serving_default', 'serving_bytes'}
+  labels = json.loads(tf.io.gfile.GFile(os.path.join(path, export.LABEL_MAP)).read())
+  assert {'id': 1, 'name': 'person'} in labels['categories']
+
+  task = task_factory.get_task(params.replace(task={'validation_data': {
+      'input_path': emoji_scenes.split_pattern(pool, 'val')}}).task)
+  images, info = next(iter(task.build_inputs(task.task_config.validation_data)))
+  ref = model(images, anchor_boxes=info['anchor_boxes'],
+              image_shape=info['image_info'][:, 1, :], training=False)
+  raw = [r.numpy() for r in tf.data.TFRecordDataset(
+      tf.io.gfile.glob(emoji_scenes.split_pattern(pool, 'val')))][:4]
+  encoded = [tf.io.parse_single_example(r, {'image/encoded': tf.io.FixedLenFeature(
+      (), tf.string)})['image/encoded'] for r in raw]
+  pixels = tf.stack([tf.io.decode_jpeg(e, channels=3) for e in encoded])
+  by_pixels = saved.signatures['serving_default'](inputs=pixels)
+  by_bytes = saved.signatures['serving_bytes'](inputs=tf.stack(encoded))
+  size = float(pixels.shape[1])
+  scale = info['image_info'][:, 2, :][:, None, :].numpy()  # resized / original
+  want = ref['detection_boxes'].numpy() / np.tile(scale, [1, 1, 2]) / size
+  assert (ref['detection_scores'].numpy() > 0.3).sum() >= 4  # a non-trivial comparison
+  np.testing.assert_allclose(by_pixels['detection_scores'].numpy(),
+                             ref['detection_scores'].numpy(), atol=1e-5)
+  np.testing.assert_allclose(by_pixels['detection_boxes'].numpy(), np.clip(want, 0, 1),
+                             atol=1e-4)
+  np.testing.assert_allclose(by_bytes['detection_scores'].numpy(),
+                             by_pixels['detection_scores'].numpy(), atol=1e-6)
+
+
+def test_labeler_on_the_exported_teacher_is_deterministic(pool, exported, tmp_path):
+  _, _, path = exported
+  source = emoji_scenes.split_pattern(pool, 'unlabeled_scenes')
+  a = labeler.run(path, source, str(tmp_path / 'a'), threshold=0.0, num_shards=2,
+                  progress=False)
+  b = labeler.run(path, source, str(tmp_path / 'b'), threshold=0.0, num_shards=2,
+                  progress=False)
+  assert a['num_images'] == 10 and a['num_boxes'] > 0
+  assert _records(labeler.record_pattern(str(tmp_path / 'a'))) == _records(
+      labeler.record_pattern(str(tmp_path / 'b')))
+  coco = json.loads((tmp_path / 'a' / labeler.COCO_JSON).read_text())
+  assert len(coco['annotations']) == a['num_boxes']
+  assert coco['categories'][0] == {'id': 1, 'name': 'person'}
+
+
+def test_kill_mid_run_then_resume_equals_an_uninterrupted_run(pool, tmp_path):
+  source = emoji_scenes.split_pattern(pool, 'unlabeled_scenes')
+  whole = labeler.run('fake', source, str(tmp_path / 'whole'), num_shards=3, batch_size=2,
+                      progress=False, teacher=FakeTeacher())
+  out = str(tmp_path / 'killed')
+  with pytest.raises(KeyboardInterrupt):
+    labeler.run('fake', source, out, num_shards=3, batch_size=2, progress=False,
+                teacher=FakeTeacher(die_after_calls=3))
+  # Shard 0 (2 calls) finished; shard 1 died: nothing of it is left under a final name.
+  names = sorted(os.listdir(out))
+  assert names == ['pseudo-00000-of-00003.json', 'pseudo-00000-of-00003.tfrecord']
+  assert not os.path.exists(os.path.join(out, labeler.SUMMARY))
+  resumed_teacher = FakeTeacher()
+  resumed = labeler.run('fake', source, out, num_shards=3, batch_size=2, progress=False,
+                        teacher=resumed_teacher)
+  assert resumed_teacher.calls == 4  # shards 1 and 2 only (3 + 3 images, batches of 2)
+  assert _records(labeler.record_pattern(out)) == _records(
+      labeler.record_pattern(str(tmp_path / 'whole')))
+  assert resumed['num_images'] == whole['num_images'] == 10
+  assert resumed['num_boxes'] == whole['num_boxes']
+
+
+def test_one_worker_per_shard_then_merge(pool, tmp_path):
+  source = emoji_scenes.split_pattern(pool, 'unlabeled_scenes')
+  out = str(tmp_path / 'workers')
+  first = labeler.run('fake', source, out, num_shards=2, shard_index=1, progress=False,
+                      teacher=FakeTeacher())
+  assert first == {'complete': False, 'output_dir': out}
+  summary = labeler.run('fake', source, out, num_shards=2, shard_index=0, progress=False,
+                        teacher=FakeTeacher())
+  assert summary['num_images'] == 10
+  ids = [i['id'] for i in json.loads(open(os.path.join(out, labeler.COCO_JSON)).read())['images']]
+  assert len(set(ids)) == 10
+  # Fake scores: m and 1 - m for the two boxes, 0.2 for the third: exactly one of the
+  # first two passes 0.5 unless m == 0.5; the third never does.
+  assert summary['num_boxes'] >= 10 - summary['num_empty_images']
+  assert summary['boxes_per_class']
+
+
+def test_corrupt_and_odd_images_in_a_folder(tmp_path):
+  folder = tmp_path / 'photos'
+  folder.mkdir()
+  rgb = np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+  (folder / 'a.jpg').write_bytes(_jpeg(rgb))
+  Image.fromarray(np.dstack([rgb, np.full((30, 40), 128, np.uint8)])).save(folder / 'b.png')
+  Image.fromarray(rgb[..., 0]).save(folder / 'c_gray.png')
+  (folder / 'd_truncated.jpg').write_bytes(_jpeg(rgb)[:200])
+  (folder / 'e_notes.txt').write_text('not an image')
+  summary = labeler.run('fake', str(folder), str(tmp_path / 'out'), progress=False,
+                        teacher=FakeTeacher())
+  assert summary['num_images'] == 3 and summary['num_skipped'] == 2
+  skipped = {os.path.basename(s['input']) for s in summary['skipped']}
+  assert skipped == {'d_truncated.jpg', 'e_notes.txt'}
+  assert all(s['source_id'] and s['reason'] for s in summary['skipped'])
+  decoder = tf_example_decoder.TfExampleDecoder()
+  for record in _records(labeler.record_pattern(str(tmp_path / 'out'))):
+    assert decoder.decode(tf.constant(record))['image'].shape[-1] == 3
+
+
+def test_missing_saved_model_or_input_is_a_one_line_error(pool, tmp_path):
+  with pytest.raises(labeler.LabelerError, match='input not found'):
+    labeler.run(str(tmp_path / 'none'), str(tmp_path / 'missing-*.tfrecord'), str(tmp_path))
+  with pytest.raises(labeler.LabelerError, match='no SavedModel'):
+    labeler.run(str(tmp_path / 'none'), emoji_scenes.split_pattern(pool, 'unlabeled_scenes'),
+                str(tmp_path / 'o'))
+  with pytest.raises(labeler.LabelerError, match='shard_index'):
+    labeler.run('x', 'y', str(tmp_path), num_shards=2, shard_index=2)
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'projects.self_training.pseudo_label.labeler',
+       f'--saved_model={tmp_path}/none', f'--input={tmp_path}/nothing-*.tfrecord',
+       f'--output_dir={tmp_path}/out'], capture_output=True, text=True, env=env, cwd=ROOT,
+      timeout=300)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith('error: input not found')

@@ -1,0 +1,159 @@
+"""The student task: exact equivalence with the official task at alpha = 0, empty pseudo
+batches, teacher initialization, EMA state in checkpoints, and the whole pipeline at tiny
+size."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from official.core import task_factory
+from projects.self_training import pipeline
+from projects.self_training import trainer
+from projects.self_training.data import emoji_scenes
+from projects.self_training.pseudo_label import labeler
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ('task.model.input_size=[64,64,3],task.train_data.global_batch_size=4,'
+        'task.validation_data.global_batch_size=4,trainer.train_steps=6,'
+        'trainer.validation_interval=3,trainer.steps_per_loop=3,trainer.summary_interval=3,'
+        'trainer.optimizer_config.learning_rate.cosine.decay_steps=6,'
+        'trainer.optimizer_config.warmup.linear.warmup_steps=1')
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tmp_path_factory):
+  out = str(tmp_path_factory.mktemp('data') / 'scenes')
+  emoji_scenes.generate(out, image_size=64, num_train=12, num_holdout=4, num_val=6,
+                        num_unlabeled=8, splits=('train', 'holdout', 'val', 'unlabeled_scenes'),
+                        num_workers=1)
+  return out
+
+
+@pytest.fixture(scope='module')
+def empty_pseudo(tiny_data, tmp_path_factory):
+  """Pseudo-labeled records in which the teacher kept no box at all."""
+  out = tmp_path_factory.mktemp('pseudo')
+  path = str(out / 'pseudo-00000-of-00001.tfrecord')
+  features = {'image/encoded': tf.io.FixedLenFeature((), tf.string),
+              'image/source_id': tf.io.FixedLenFeature((), tf.string)}
+  with tf.io.TFRecordWriter(path) as writer:
+    for raw in tf.data.TFRecordDataset(
+        tf.io.gfile.glob(emoji_scenes.split_pattern(tiny_data, 'unlabeled_scenes'))):
+      ex = tf.io.parse_single_example(raw, features)
+      writer.write(labeler.Labeled(
+          ex['image/source_id'].numpy().decode(), ex['image/encoded'].numpy(), 64, 64,
+          np.zeros((0, 4), np.float32), np.zeros((0,), np.int64),
+          np.zeros((0,), np.float32)).example())
+  return str(out / 'pseudo-*.tfrecord')
+
+
+def _params(experiment, data_dir, extra=''):
+  return trainer.build_params(
+      experiment, params_override=','.join(x for x in (
+          TINY, pipeline.data_override(data_dir), extra) if x))
+
+
+def _sgd():
+  return tf_keras.optimizers.legacy.SGD(learning_rate=1.0)
+
+
+def _copy_weights(src, dst):
+  for name in ('backbone', 'decoder', 'head'):
+    getattr(dst, name).set_weights(getattr(src, name).get_weights())
+
+
+def test_alpha_zero_equals_the_official_task(tiny_data, empty_pseudo):
+  official_params = _params('emoji_retinanet', tiny_data)
+  student_params = _params('emoji_retinanet_student', tiny_data, (
+      'task.loss_normalization.alpha=0.0,task.pseudo_data.global_batch_size=4,'
+      f'task.pseudo_data.input_path={emoji_scenes.split_pattern(tiny_data, "train")}'))
+  official = task_factory.get_task(official_params.task)
+  student = task_factory.get_task(student_params.task)
+  m_off, m_st = official.build_model(), student.build_model()
+  dummy = tf.zeros([1, 64, 64, 3])
+  m_off(dummy, training=False)
+  m_st(dummy, training=False)
+  _copy_weights(m_off, m_st)
+
+  human, pseudo = next(iter(student.build_inputs(student_params.task.train_data)))
+  off_logs = official.train_step(human, m_off, _sgd(), metrics=None)
+  st_logs = student.train_step((human, pseudo), m_st, _sgd(),
+                               metrics=student.build_metrics(training=True))
+  assert float(st_logs['loss']) == pytest.approx(float(off_logs['loss']), rel=1e-6)
+  # SGD with learning rate 1: equal updated weights mean equal gradients.
+  for a, b in zip(m_off.trainable_variables, m_st.trainable_variables):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=a.name)
+
+
+def test_a_batch_without_pseudo_boxes_gives_finite_losses(tiny_data, empty_pseudo):
+  params = _params('emoji_retinanet_student', tiny_data,
+                   f'task.pseudo_data.input_path={empty_pseudo},'
+                   'task.pseudo_data.global_batch_size=4')
+  task = task_factory.get_task(params.task)
+  model = task.build_model()
+  batch = next(iter(task.build_inputs(params.task.train_data)))
+  assert float(tf.reduce_sum(batch[1][1]['box_weights'])) == 0.0  # no positive anchor
+  logs = task.train_step(batch, model, _sgd(), metrics=task.build_metrics(training=True))
+  for name in ('total_loss', 'human_loss', 'pseudo_loss', 'ema_pseudo_loss', 'pseudo_weight'):
+    assert np.isfinite(float(logs[name])), name
+  assert all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
+
+
+def test_student_starts_from_the_teacher_and_checkpoints_its_emas(tiny_data, empty_pseudo,
+                                                                  tmp_path):
+  teacher_params = _params('emoji_retinanet', tiny_data)
+  teacher = task_factory.get_task(teacher_params.task).build_model()
+  teacher(tf.zeros([1, 64, 64, 3]), training=False)
+  # As Model Garden's trainer saves it: the model, and its parts at the root.
+  ckpt = tf.train.Checkpoint(model=teacher, **teacher.checkpoint_items).save(
+      str(tmp_path / 'teacher' / 'ckpt'))
+
+  params = _params('emoji_retinanet_student', tiny_data,
+                   f'task.pseudo_data.input_path={empty_pseudo},task.init_checkpoint={ckpt}')
+  assert params.task.init_checkpoint_modules == 'all'
+  task = task_factory.get_task(params.task)
+  model = task.build_model()
+  model(tf.zeros([1, 64, 64, 3]), training=False)
+  task.initialize(model)
+  for a, b in zip(teacher.trainable_variables, model.trainable_variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+  model.loss_normalization(tf.constant(1.0), tf.constant(4.0))
+  saved = tf.train.Checkpoint(model=model).save(str(tmp_path / 'student' / 'ckpt'))
+  names = [n for n, _ in tf.train.list_variables(saved)]
+  assert any('loss_normalization' in n and 'ema_pseudo_loss' in n for n in names)
+
+
+def test_student_requires_pseudo_data(tiny_data):
+  params = _params('emoji_retinanet_student', tiny_data, 'task.pseudo_data.input_path=')
+  task = task_factory.get_task(params.task)
+  with pytest.raises(ValueError, match='pseudo_data.input_path is empty'):
+    task.build_inputs(params.task.train_data)
+
+
+def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
+  runs = tmp_path / 'runs'
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+  cmd = [sys.executable, '-m', 'projects.self_training.main', f'--data_dir={tiny_data}',
+         f'--runs_dir={runs}', f'--params_override={TINY}', f'--student_override={TINY}',
+         '--student_steps=6', '--threshold=0.0']
+  proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  for row in ('| teacher |', '| supervised control (same steps) |',
+              '| student (self-training) |'):
+    assert row in proc.stdout
+  results = json.loads((runs / 'results.json').read_text())
+  assert results['pseudo']['num_images'] == 8
+  assert results['student']['steps'] == results['control']['steps'] == 6
+  assert (runs / 'export' / 'saved_model' / 'saved_model.pb').exists()
+
+  # A re-run skips every complete stage.
+  again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stdout.count(', skipped') == 5
