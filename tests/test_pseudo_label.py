@@ -96,6 +96,19 @@ def test_keep_applies_the_threshold_inclusively():
   assert classes.tolist() == [3] and scores.tolist() == [0.5]
 
 
+def test_ignore_threshold_marks_uncertain_boxes():
+  out = {'detection_boxes': np.array([[[0, 0, .5, .5], [0, 0, .4, .4], [.1, .1, .3, .3]]]),
+         'detection_scores': np.array([[0.8, 0.3, 0.1]]),
+         'detection_classes': np.array([[3, 4, 5]]), 'num_detections': np.array([3])}
+  _, classes, scores = labeler.keep(out, 0, 0.5, ignore_threshold=0.2)
+  assert classes.tolist() == [3, labeler.IGNORE_CLASS]
+  np.testing.assert_allclose(scores, [0.8, 0.3], rtol=1e-6)
+  labeled = labeler.Labeled('1', b'', 10, 10, np.array([[0, 0, .5, .5], [0, 0, .4, .4]]),
+                            classes, scores)
+  _, anns = labeled.coco(1, 1)
+  assert [a['category_id'] for a in anns] == [3]  # ignore boxes stay out of the COCO JSON
+
+
 def test_records_round_trip_through_model_gardens_decoder():
   labeled = labeler.Labeled('42', _jpeg(np.full((40, 80, 3), 90, np.uint8)), 40, 80,
                             boxes=np.array([[0.1, 0.2, 0.5, 0.9]], np.float32),

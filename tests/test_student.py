@@ -157,3 +157,33 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
   assert again.returncode == 0, again.stderr[-3000:]
   assert again.stdout.count(', skipped') == 5
+
+
+def test_ignore_boxes_get_no_loss(tiny_data, tmp_path):
+  """A pseudo box of class IGNORE_CLASS survives Model Garden's parser and is masked out."""
+  raw = next(iter(tf.data.TFRecordDataset(
+      tf.io.gfile.glob(emoji_scenes.split_pattern(tiny_data, 'unlabeled_scenes')))))
+  encoded = tf.io.parse_single_example(raw, {'image/encoded': tf.io.FixedLenFeature(
+      (), tf.string)})['image/encoded'].numpy()
+  path = str(tmp_path / 'pseudo-00000-of-00001.tfrecord')
+  with tf.io.TFRecordWriter(path) as writer:
+    writer.write(labeler.Labeled(
+        '7', encoded, 64, 64,
+        np.array([[0.1, 0.1, 0.5, 0.5], [0.55, 0.5, 0.95, 0.95]], np.float32),
+        np.array([18, labeler.IGNORE_CLASS]), np.array([0.9, 0.3], np.float32)).example())
+  params = _params('emoji_retinanet_student', tiny_data,
+                   f'task.pseudo_data.input_path={path},task.pseudo_data.global_batch_size=1,'
+                   'task.pseudo_data.parser.aug_rand_hflip=false,'
+                   'task.pseudo_data.parser.aug_scale_min=1.0,'
+                   'task.pseudo_data.parser.aug_scale_max=1.0')
+  task = task_factory.get_task(params.task)
+  _, (_, labels) = next(iter(task.build_inputs(params.task.train_data)))
+  from official.vision.losses import loss_utils  # pylint: disable=g-import-not-at-top
+  targets = loss_utils.multi_level_flatten(labels['cls_targets'], last_dim=None).numpy()
+  ignored, real = targets == labeler.IGNORE_CLASS, targets == 18
+  assert ignored.sum() >= 1 and real.sum() >= 1
+  masked = task.ignore_uncertain(labels)
+  assert masked['cls_weights'].numpy()[ignored].sum() == 0
+  assert masked['box_weights'].numpy()[ignored].sum() == 0
+  assert masked['box_weights'].numpy().sum() == real.sum()
+  assert masked['cls_weights'].numpy()[~ignored].min() == 1.0

@@ -40,6 +40,8 @@ flags.DEFINE_integer('student_steps', _DEFAULTS.student_steps,
                      'Training steps of the student and of the supervised control.')
 flags.DEFINE_float('alpha', None, 'Pseudo-loss weight alpha (default: the experiment\'s).')
 flags.DEFINE_float('threshold', _DEFAULTS.threshold, 'Pseudo-label score threshold.')
+flags.DEFINE_float('ignore_threshold', _DEFAULTS.ignore_threshold,
+                   'Pseudo boxes scored in [this, --threshold) become ignore regions.')
 flags.DEFINE_bool('label_iconic', False, 'Also pseudo-label the `iconic` pool.')
 flags.DEFINE_integer('seed', 0, 'Seed for control and student data order and augmentation.')
 
@@ -65,7 +67,8 @@ def settings(data_dir: str) -> pipeline.Settings:
       student_experiment=FLAGS.student_experiment, gin_files=FLAGS.gin_file,
       gin_params=FLAGS.gin_params, teacher_override=FLAGS.params_override,
       student_override=student_override, plateau_patience=FLAGS.plateau_patience,
-      student_steps=FLAGS.student_steps, threshold=FLAGS.threshold, pseudo_splits=splits,
+      student_steps=FLAGS.student_steps, threshold=FLAGS.threshold,
+      ignore_threshold=FLAGS.ignore_threshold, pseudo_splits=splits,
       seed=FLAGS.seed, force=FLAGS.force)
 
 

@@ -44,6 +44,7 @@ class Settings:
   student_warmup_steps: int = 50
   eval_interval: int = 200
   threshold: float = 0.5
+  ignore_threshold: Optional[float] = None
   pseudo_splits: Sequence[str] = (emoji_scenes.UNLABELED_SPLIT,)
   seed: int = 0
   force: Sequence[str] = ()
@@ -144,10 +145,12 @@ def pseudo_label(s: Settings, saved_model: str,
              f'{done["boxes_per_image"]:.2f} boxes/image), skipped')
     return done
   source = ','.join(emoji_scenes.split_pattern(s.data_dir, split) for split in s.pseudo_splits)
-  summary = labeler.run(saved_model, source, out, threshold=s.threshold, num_shards=4)
+  summary = labeler.run(saved_model, source, out, threshold=s.threshold, num_shards=4,
+                        ignore_threshold=s.ignore_threshold)
   progress(f'pseudo: {summary["num_images"]} images, {summary["num_boxes"]} boxes '
            f'({summary["boxes_per_image"]:.2f}/image, {summary["num_empty_images"]} empty, '
-           f'{summary["num_skipped"]} skipped) in {summary["seconds"]:.0f} s')
+           f'{summary["num_ignore_boxes"]} ignore boxes, {summary["num_skipped"]} skipped) '
+           f'in {summary["seconds"]:.0f} s')
   return summary
 
 

@@ -5,6 +5,11 @@ as TFRecords in the schema of the human labels (Model Garden's `tf_example_decod
 both), with the score in `image/object/bbox/confidence`. Images with no kept box are still
 written: they teach background.
 
+With `--ignore_threshold` below `--threshold`, boxes scored in between are written too,
+with class `IGNORE_CLASS` (-2): the student gives the anchors they match no loss at all,
+instead of teaching the teacher's uncertain objects as background. They are left out of
+the COCO JSON and counted separately.
+
 The pool is split into `--num_shards` shards (item `k` goes to shard `k % num_shards`).
 Each shard is written under a temporary name and renamed when complete, followed by its
 sidecar JSON (its COCO images and annotations, counts, skipped inputs); a re-run skips
@@ -41,6 +46,9 @@ RECORD_PREFIX = 'pseudo'
 SUMMARY = 'summary.json'
 COCO_JSON = 'pseudo_labels.json'
 DEFAULT_THRESHOLD = 0.5
+# Class id of "uncertain, ignore" boxes. Model Garden's anchor labeler fills unmatched
+# anchors with -1, so -2 stays distinguishable after labeling.
+IGNORE_CLASS = -2
 
 
 class LabelerError(ValueError):
@@ -116,7 +124,9 @@ class Labeled:
   def coco(self, image_id: Any, first_annotation_id: int) -> Tuple[Dict, List[Dict]]:
     image = {'id': image_id, 'height': self.height, 'width': self.width}
     anns = []
-    for k, (box, cls, score) in enumerate(zip(self.boxes, self.classes, self.scores)):
+    real = self.classes != IGNORE_CLASS
+    for k, (box, cls, score) in enumerate(zip(self.boxes[real], self.classes[real],
+                                              self.scores[real])):
       y0, x0 = box[0] * self.height, box[1] * self.width
       h, w = (box[2] - box[0]) * self.height, (box[3] - box[1]) * self.width
       anns.append({'id': first_annotation_id + k, 'image_id': image_id,
@@ -126,13 +136,20 @@ class Labeled:
     return image, anns
 
 
-def keep(outputs: Dict[str, np.ndarray], i: int, threshold: float):
-  """Boxes of image `i` of a batch with score >= threshold (and a positive area)."""
+def keep(outputs: Dict[str, np.ndarray], i: int, threshold: float,
+         ignore_threshold: Optional[float] = None):
+  """Boxes of image `i` of a batch with score >= threshold (and a positive area).
+
+  With `ignore_threshold`, boxes scored in [ignore_threshold, threshold) are kept too,
+  with class IGNORE_CLASS.
+  """
   n = int(outputs['num_detections'][i])
   boxes = outputs['detection_boxes'][i, :n].astype(np.float32)
   scores = outputs['detection_scores'][i, :n].astype(np.float32)
   classes = outputs['detection_classes'][i, :n].astype(np.int64)
-  ok = (scores >= threshold) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+  low = threshold if ignore_threshold is None else min(ignore_threshold, threshold)
+  ok = (scores >= low) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+  classes = np.where(scores >= threshold, classes, IGNORE_CLASS)
   return boxes[ok], classes[ok], scores[ok]
 
 
@@ -167,7 +184,8 @@ def _batches(decoded: Iterator[Tuple], batch_size: int) -> Iterator[List[Tuple]]
     yield chunk
 
 
-def label_chunk(teacher: Teacher, chunk: Sequence[Tuple], threshold: float):
+def label_chunk(teacher: Teacher, chunk: Sequence[Tuple], threshold: float,
+                ignore_threshold: Optional[float] = None):
   """Pseudo labels for one chunk, in input order; one model call per distinct image size."""
   by_shape = collections.defaultdict(list)
   for pos, (_, pixels, _, err) in enumerate(chunk):
@@ -178,7 +196,7 @@ def label_chunk(teacher: Teacher, chunk: Sequence[Tuple], threshold: float):
     outputs = teacher(np.stack([chunk[p][1] for p in positions]))
     for i, p in enumerate(positions):
       item, pixels, stored, _ = chunk[p]
-      boxes, classes, scores = keep(outputs, i, threshold)
+      boxes, classes, scores = keep(outputs, i, threshold, ignore_threshold)
       results[p] = Labeled(item.source_id, stored, pixels.shape[0], pixels.shape[1],
                            boxes, classes, scores)
   return [(chunk[p][0], results.get(p), chunk[p][3]) for p in range(len(chunk))]
@@ -190,14 +208,15 @@ def _image_id(source_id: str, fallback: int) -> Any:
 
 def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int,
                 num_shards: int, threshold: float = DEFAULT_THRESHOLD, batch_size: int = 64,
-                progress: bool = True) -> Dict[str, Any]:
+                progress: bool = True,
+                ignore_threshold: Optional[float] = None) -> Dict[str, Any]:
   """Labels shard `shard_index` of `source` into `output_dir`; returns its sidecar."""
   name = shard_name(shard_index, num_shards)
   final = os.path.join(output_dir, name + '.tfrecord')
   tmp = os.path.join(output_dir, f'.{name}.tfrecord.tmp-{os.getpid()}')
   images, annotations, skipped = [], [], []
   per_class = collections.Counter()
-  num_empty = 0
+  num_empty = num_ignored = 0
   start = time.time()
   bar = tqdm.tqdm(desc=f'pseudo-label {name}', unit='img', disable=not progress,
                   mininterval=2, file=sys.stdout)
@@ -205,7 +224,7 @@ def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int
     with tf.io.TFRecordWriter(tmp) as writer:
       items = sources.iterate(source, shard_index, num_shards)
       for chunk in _batches(_decode_all(items), batch_size):
-        for item, labeled, err in label_chunk(teacher, chunk, threshold):
+        for item, labeled, err in label_chunk(teacher, chunk, threshold, ignore_threshold):
           bar.update(1)
           if labeled is None:
             skipped.append({'source_id': item.source_id, 'input': item.name, 'reason': err})
@@ -215,8 +234,10 @@ def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int
               _image_id(item.source_id, len(images)), len(annotations) + 1)
           images.append(image)
           annotations.extend(anns)
-          per_class.update(int(c) for c in labeled.classes)
-          num_empty += int(len(labeled.classes) == 0)
+          real = labeled.classes[labeled.classes != IGNORE_CLASS]
+          per_class.update(int(c) for c in real)
+          num_empty += int(len(real) == 0)
+          num_ignored += int(len(labeled.classes) - len(real))
   except BaseException:
     bar.close()
     if tf.io.gfile.exists(tmp):
@@ -227,6 +248,7 @@ def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int
   sidecar = {
       'shard': name, 'records': os.path.basename(final), 'num_images': len(images),
       'num_boxes': len(annotations), 'num_empty_images': num_empty,
+      'num_ignore_boxes': num_ignored,
       'boxes_per_class': {str(k): v for k, v in sorted(per_class.items())},
       'num_skipped': len(skipped), 'skipped': skipped, 'seconds': seconds,
       'images_per_second': len(images) / max(seconds, 1e-9),
@@ -238,7 +260,8 @@ def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int
 
 
 def merge(output_dir: str, num_shards: int, teacher_path: str, categories: List[Dict],
-          threshold: float, source: str) -> Optional[Dict[str, Any]]:
+          threshold: float, source: str,
+          ignore_threshold: Optional[float] = None) -> Optional[Dict[str, Any]]:
   """Writes summary.json and the COCO JSON once every shard's sidecar exists."""
   paths = [os.path.join(output_dir, shard_name(i, num_shards) + '.json')
            for i in range(num_shards)]
@@ -257,6 +280,8 @@ def merge(output_dir: str, num_shards: int, teacher_path: str, categories: List[
   num_images = sum(s['num_images'] for s in shards)
   summary = {
       'saved_model': teacher_path, 'input': source, 'threshold': threshold,
+      'ignore_threshold': ignore_threshold,
+      'num_ignore_boxes': sum(s.get('num_ignore_boxes', 0) for s in shards),
       'num_shards': num_shards, 'num_images': num_images,
       'num_boxes': sum(s['num_boxes'] for s in shards),
       'boxes_per_image': sum(s['num_boxes'] for s in shards) / max(num_images, 1),
@@ -275,7 +300,8 @@ def merge(output_dir: str, num_shards: int, teacher_path: str, categories: List[
 
 def run(saved_model: str, source: str, output_dir: str, threshold: float = DEFAULT_THRESHOLD,
         num_shards: int = 1, shard_index: Optional[int] = None, batch_size: int = 64,
-        progress: bool = True, teacher: Optional[Teacher] = None) -> Dict[str, Any]:
+        progress: bool = True, teacher: Optional[Teacher] = None,
+        ignore_threshold: Optional[float] = None) -> Dict[str, Any]:
   """Labels every missing shard (or only `shard_index`); returns the summary when complete.
 
   A shard is done when its sidecar JSON exists; done shards are not redone.
@@ -286,6 +312,8 @@ def run(saved_model: str, source: str, output_dir: str, threshold: float = DEFAU
     raise LabelerError(f'--shard_index must be in [0, {num_shards}), got {shard_index}')
   if not 0.0 <= threshold <= 1.0:
     raise LabelerError(f'--threshold must be in [0, 1], got {threshold}')
+  if ignore_threshold is not None and not 0.0 <= ignore_threshold <= threshold:
+    raise LabelerError(f'--ignore_threshold must be in [0, --threshold], got {ignore_threshold}')
   try:
     sources.check(source)
   except sources.SourceError as e:
@@ -298,10 +326,12 @@ def run(saved_model: str, source: str, output_dir: str, threshold: float = DEFAU
     if tf.io.gfile.exists(os.path.join(output_dir, shard_name(i, num_shards) + '.json')):
       done += 1
       continue
-    label_shard(teacher, source, output_dir, i, num_shards, threshold, batch_size, progress)
+    label_shard(teacher, source, output_dir, i, num_shards, threshold, batch_size, progress,
+                ignore_threshold)
   if done and progress:
     print(f'pseudo-label: {done} shard(s) already complete in {output_dir}, skipped')
-  summary = merge(output_dir, num_shards, teacher.path, teacher.categories, threshold, source)
+  summary = merge(output_dir, num_shards, teacher.path, teacher.categories, threshold, source,
+                  ignore_threshold)
   return summary or {'complete': False, 'output_dir': output_dir}
 
 
@@ -314,6 +344,9 @@ def define_flags():
                       'or tfds:NAME@SPLIT.')
   flags.DEFINE_string('output_dir', None, 'Where the pseudo-labeled shards go.')
   flags.DEFINE_float('threshold', DEFAULT_THRESHOLD, 'Keep boxes with score >= this.')
+  flags.DEFINE_float('ignore_threshold', None, 'Also keep boxes scored in [this, --threshold) '
+                     'as "ignore" regions (class -2): the student neither rewards nor '
+                     'penalizes them. Default: none.')
   flags.DEFINE_integer('num_shards', 1, 'Shards the pool is split into (one per worker).')
   flags.DEFINE_integer('shard_index', None, 'Label only this shard (default: all missing).')
   flags.DEFINE_integer('batch_size', 64, 'Images per model call.')
@@ -327,7 +360,8 @@ def main(argv):
       if not getattr(FLAGS, name):
         raise LabelerError(f'--{name} is required')
     summary = run(FLAGS.saved_model, FLAGS.input, FLAGS.output_dir, FLAGS.threshold,
-                  FLAGS.num_shards, FLAGS.shard_index, FLAGS.batch_size)
+                  FLAGS.num_shards, FLAGS.shard_index, FLAGS.batch_size,
+                  ignore_threshold=FLAGS.ignore_threshold)
   except LabelerError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

@@ -7,6 +7,10 @@ positives) separately for the two halves, and combines them with `LossNormalizat
 The two halves go through the model as two calls, so batch-norm statistics are those of
 each half; with alpha = 0 the loss and gradients are exactly the official task's on the
 human batch. Evaluation is the official task's.
+
+Anchors that Model Garden's anchor labeler matched to an "ignore" pseudo box (class
+IGNORE_CLASS, written by the labeler for scores between --ignore_threshold and
+--threshold) get no classification or box loss, and do not count as positives.
 """
 
 from typing import Any, List, Optional
@@ -15,10 +19,12 @@ import tensorflow as tf
 import tf_keras
 
 from official.core import task_factory
+from official.vision.losses import loss_utils
 from official.vision.tasks import retinanet
 
 from projects.self_training.configs import student as student_cfg
 from projects.self_training.losses import loss_normalization
+from projects.self_training.pseudo_label.labeler import IGNORE_CLASS
 
 NORMALIZER_ATTR = 'loss_normalization'
 SELF_TRAINING_METRICS = ('human_loss', 'pseudo_loss', 'ema_human_loss', 'ema_pseudo_loss',
@@ -53,6 +59,14 @@ class SelfTrainingRetinaNetTask(retinanet.RetinaNetTask):
     pseudo = super().build_inputs(pseudo, input_context)
     return tf.data.Dataset.zip((human, pseudo))
 
+  @staticmethod
+  def ignore_uncertain(labels):
+    """Zeroes the loss weights of anchors matched to IGNORE_CLASS boxes."""
+    targets = loss_utils.multi_level_flatten(labels['cls_targets'], last_dim=None)
+    keep = tf.cast(tf.not_equal(targets, IGNORE_CLASS), labels['cls_weights'].dtype)
+    return dict(labels, cls_weights=labels['cls_weights'] * keep,
+                box_weights=labels['box_weights'] * keep)
+
   def build_metrics(self, training: bool = True) -> List[Any]:
     metrics = super().build_metrics(training)
     if training:
@@ -64,6 +78,7 @@ class SelfTrainingRetinaNetTask(retinanet.RetinaNetTask):
     (human_images, human_labels), (pseudo_images, pseudo_labels) = inputs
     num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
     normalizer = getattr(model, NORMALIZER_ATTR)
+    pseudo_labels = self.ignore_uncertain(pseudo_labels)
     with tf.GradientTape() as tape:
       losses = {}
       for key, images, labels in (('human', human_images, human_labels),
