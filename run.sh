@@ -10,13 +10,16 @@ usage() {
   cat <<'EOF'
 Usage: ./run.sh [SUBCOMMAND] [ARGS...]
 
-  (none)        main job: generate the embedded data (cached), train the embedded teacher to
-                its plateau, evaluate it on val and print COCO AP / AP50 / AP75
+  (none)        main job: embedded data (cached) -> teacher to its plateau -> export ->
+                pseudo labels -> supervised control and student; COCO AP table on val
   test          run the test suite (pytest; extra ARGS go to pytest)
   data          generate the embedded emoji-scenes data set (flags: --out_dir --seed ...)
   convert       convert real data to TFRecords (coco | images | voc; see --help of each)
   train         Model Garden-style training: --experiment --mode --model_dir [--gin_file ...]
+  export        export a trained detector as a SavedModel (--model_dir --export_dir)
+  pseudo_label  label unlabeled images with a SavedModel (--saved_model --input --output_dir)
   bench         benchmarks: teacher train img/s and tf.data img/s for Augment-S1..S4
+  bench_margin  student's margin over the supervised control over several seeds
   --help        this list
 EOF
 }
@@ -51,6 +54,9 @@ case "$cmd" in
   data)     exec "$PY" -m projects.self_training.data.emoji_scenes "$@" ;;
   convert)  exec "$PY" -m projects.self_training.data.convert "$@" ;;
   train)    exec "$PY" -m projects.self_training.train "$@" ;;
+  export)   exec "$PY" -m projects.self_training.serving.export "$@" ;;
+  pseudo_label) exec "$PY" -m projects.self_training.pseudo_label.labeler "$@" ;;
   bench)    exec "$PY" bench/teacher_throughput.py "$@" ;;
+  bench_margin) exec "$PY" bench/self_training_margin.py "$@" ;;
   *) echo "run.sh: unknown subcommand '$cmd' (see ./run.sh --help)" >&2; exit 2 ;;
 esac

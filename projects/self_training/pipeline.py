@@ -48,8 +48,11 @@ class Settings:
   pseudo_splits: Sequence[str] = (emoji_scenes.UNLABELED_SPLIT,)
   seed: int = 0
   force: Sequence[str] = ()
+  finetune_subdir: str = ''   # e.g. 'seed1': control and student of one seed, side by side
 
   def dir(self, stage: str) -> str:
+    if stage in ('control', 'student') and self.finetune_subdir:
+      return os.path.join(self.runs_dir, self.finetune_subdir, stage)
     return os.path.join(self.runs_dir, stage)
 
 
