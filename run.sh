@@ -20,6 +20,7 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
   pseudo_label  label unlabeled images with a SavedModel (--saved_model --input --output_dir)
   bench         benchmarks: teacher train img/s and tf.data img/s for Augment-S1..S4
   bench_margin  student's margin over the supervised control over several seeds
+  bench_overhead  student step vs official step; pseudo-labeler vs bare SavedModel
   --help        this list
 EOF
 }
@@ -58,5 +59,6 @@ case "$cmd" in
   pseudo_label) exec "$PY" -m projects.self_training.pseudo_label.labeler "$@" ;;
   bench)    exec "$PY" bench/teacher_throughput.py "$@" ;;
   bench_margin) exec "$PY" bench/self_training_margin.py "$@" ;;
+  bench_overhead) exec "$PY" bench/self_training_overhead.py "$@" ;;
   *) echo "run.sh: unknown subcommand '$cmd' (see ./run.sh --help)" >&2; exit 2 ;;
 esac
