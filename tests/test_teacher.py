@@ -10,21 +10,9 @@ import pytest
 from projects.self_training import pipeline
 from projects.self_training import trainer
 from projects.self_training.data import emoji_scenes
+from tests.conftest import TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ('task.model.input_size=[64,64,3],task.train_data.global_batch_size=4,'
-        'task.validation_data.global_batch_size=4,trainer.train_steps=6,'
-        'trainer.validation_interval=3,trainer.steps_per_loop=3,trainer.summary_interval=3,'
-        'trainer.optimizer_config.learning_rate.cosine.decay_steps=6,'
-        'trainer.optimizer_config.warmup.linear.warmup_steps=1')
-
-
-@pytest.fixture(scope='module')
-def tiny_data(tmp_path_factory):
-  out = str(tmp_path_factory.mktemp('data') / 'scenes')
-  emoji_scenes.generate(out, image_size=64, num_train=12, num_holdout=4, num_val=6,
-                        splits=('train', 'holdout', 'val'), num_workers=1)
-  return out
 
 
 def _params(data_dir, extra=''):

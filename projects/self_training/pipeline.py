@@ -83,6 +83,20 @@ def _val_metrics(params, checkpoint: str, data_dir: str) -> Dict[str, float]:
   return {k: max(val[k], 0.0) for k in trainer.COCO_KEYS if k in val}
 
 
+def _summary(params, result: Dict[str, Any], data_dir: str, **extra) -> Dict[str, Any]:
+  """A trained stage's record: best held-out step and metrics, val metrics, history."""
+  start = time.time()
+  return dict(
+      extra,
+      best_step=result['best']['step'],
+      holdout={k: v for k, v in result['best'].items() if k in trainer.COCO_KEYS},
+      val=_val_metrics(params, result['best_checkpoint'], data_dir),
+      history=result['history'],
+      train_seconds=result['train_seconds'],
+      checkpoint=result['best_checkpoint'],
+      val_eval_seconds=time.time() - start)
+
+
 def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, Any]:
   """Trains the teacher to its held-out plateau; evaluates its best checkpoint on val."""
   _fresh(s, 'teacher')
@@ -102,19 +116,8 @@ def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, A
   result = trainer.train_to_plateau(
       params, model_dir, trainer.Plateau(patience=s.plateau_patience),
       progress=lambda line: progress('  ' + line))
-  start = time.time()
-  summary = {
-      'experiment': s.teacher_experiment,
-      'gin_files': list(s.gin_files),
-      'stopped': result['stopped'],
-      'best_step': result['best']['step'],
-      'holdout': {k: v for k, v in result['best'].items() if k in trainer.COCO_KEYS},
-      'val': _val_metrics(params, result['best_checkpoint'], s.data_dir),
-      'history': result['history'],
-      'train_seconds': result['train_seconds'],
-      'checkpoint': result['best_checkpoint'],
-  }
-  summary['val_eval_seconds'] = time.time() - start
+  summary = _summary(params, result, s.data_dir, experiment=s.teacher_experiment,
+                     gin_files=list(s.gin_files), stopped=result['stopped'])
   trainer.write_json(os.path.join(model_dir, 'teacher_metrics.json'), summary)
   return summary
 
@@ -185,17 +188,8 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: str,
   progress(f'{stage}: {experiment}, {steps} steps from the teacher; {model_dir}')
   result = trainer.train_to_plateau(params, model_dir, trainer.Plateau(patience=10 ** 6),
                                     progress=lambda line: progress('  ' + line))
-  summary = {
-      'experiment': experiment,
-      'steps': steps,
-      'seed': s.seed,
-      'best_step': result['best']['step'],
-      'holdout': {k: v for k, v in result['best'].items() if k in trainer.COCO_KEYS},
-      'val': _val_metrics(params, result['best_checkpoint'], s.data_dir),
-      'history': result['history'],
-      'train_seconds': result['train_seconds'],
-      'checkpoint': result['best_checkpoint'],
-  }
+  summary = _summary(params, result, s.data_dir, experiment=experiment, steps=steps,
+                     seed=s.seed)
   trainer.write_json(os.path.join(model_dir, RESULT), summary)
   return summary
 

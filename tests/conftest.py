@@ -1,0 +1,22 @@
+"""Shared fixtures: a tiny generated data set and a tiny training override."""
+
+import pytest
+
+from projects.self_training.data import emoji_scenes
+
+# 64 px, batch 4, 6 steps with an eval every 3: the smallest run that exercises every path.
+TINY = ('task.model.input_size=[64,64,3],task.train_data.global_batch_size=4,'
+        'task.validation_data.global_batch_size=4,trainer.train_steps=6,'
+        'trainer.validation_interval=3,trainer.steps_per_loop=3,trainer.summary_interval=3,'
+        'trainer.optimizer_config.learning_rate.cosine.decay_steps=6,'
+        'trainer.optimizer_config.warmup.linear.warmup_steps=1')
+
+
+@pytest.fixture(scope='session')
+def tiny_data(tmp_path_factory):
+  """12 train, 4 holdout, 6 val and 8 unlabeled scenes at 64 px."""
+  out = str(tmp_path_factory.mktemp('data') / 'scenes')
+  emoji_scenes.generate(out, image_size=64, num_train=12, num_holdout=4, num_val=6,
+                        num_unlabeled=8, splits=('train', 'holdout', 'val', 'unlabeled_scenes'),
+                        num_workers=1)
+  return out
