@@ -9,7 +9,6 @@ metrics written as JSON next to the checkpoints.
 import contextlib
 import dataclasses
 import io
-import json
 import os
 import time
 from typing import Any, Dict, List, Optional, Sequence
@@ -29,6 +28,8 @@ from official.vision import registry_imports  # pylint: disable=unused-import
 
 from projects.self_training import registry_imports as _  # pylint: disable=unused-import
 from projects.self_training.configs import augment
+from projects.self_training.jsonio import read_json  # pylint: disable=unused-import
+from projects.self_training.jsonio import write_json  # pylint: disable=unused-import
 
 HISTORY_FILE = 'plateau_history.json'
 BEST_SUBDIR = 'best_ckpt'
@@ -123,30 +124,6 @@ def build_params(experiment: str,
   if lock:
     params.lock()
   return params
-
-
-def write_json(path: str, payload: Dict[str, Any]) -> None:
-  """Writes JSON atomically: a temporary name, then a rename, so no reader sees half a file."""
-  tf.io.gfile.makedirs(os.path.dirname(path) or '.')
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with tf.io.gfile.GFile(tmp, 'w') as f:
-    f.write(json.dumps(payload, indent=2, sort_keys=True, default=_to_python) + '\n')
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
-def read_json(path: str) -> Optional[Dict[str, Any]]:
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
-
-
-def _to_python(v):
-  if isinstance(v, (np.generic, np.ndarray)):
-    return v.tolist()
-  if isinstance(v, tf.Tensor):
-    return v.numpy().tolist()
-  raise TypeError(f'not JSON serializable: {type(v)}')
 
 
 def scalar_metrics(logs: Dict[str, Any]) -> Dict[str, float]:

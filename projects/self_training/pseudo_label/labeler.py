@@ -39,6 +39,8 @@ import tqdm
 
 from official.vision.data import tf_example_builder
 
+from projects.self_training.jsonio import read_json
+from projects.self_training.jsonio import write_json
 from projects.self_training.pseudo_label import sources
 
 LABEL_MAP = os.path.join('assets.extra', 'label_map.json')
@@ -64,20 +66,6 @@ def record_pattern(output_dir: str) -> str:
   return os.path.join(output_dir, f'{RECORD_PREFIX}-*-of-*.tfrecord')
 
 
-def _write_json(path: str, payload: Any) -> None:
-  import json  # pylint: disable=g-import-not-at-top
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with tf.io.gfile.GFile(tmp, 'w') as f:
-    json.dump(payload, f, indent=1, sort_keys=True)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
-def _read_json(path: str) -> Any:
-  import json  # pylint: disable=g-import-not-at-top
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
-
-
 class Teacher:
   """The exported detector: batched uint8 images in, kept boxes out."""
 
@@ -89,7 +77,7 @@ class Teacher:
     self._fn = self._model.signatures['serving_default']
     self._input_name = next(iter(self._fn.structured_input_signature[1]))
     label_map = os.path.join(saved_model_dir, LABEL_MAP)
-    self.categories = _read_json(label_map)['categories'] if tf.io.gfile.exists(label_map) else []
+    self.categories = read_json(label_map)['categories'] if tf.io.gfile.exists(label_map) else []
 
   def __call__(self, images: np.ndarray) -> Dict[str, np.ndarray]:
     """Raw serving outputs for a uint8 batch [n, h, w, 3] of one size."""
@@ -255,7 +243,7 @@ def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int
       'images': images, 'annotations': annotations,
   }
   tf.io.gfile.rename(tmp, final, overwrite=True)
-  _write_json(os.path.join(output_dir, name + '.json'), sidecar)
+  write_json(os.path.join(output_dir, name + '.json'), sidecar)
   return sidecar
 
 
@@ -267,7 +255,7 @@ def merge(output_dir: str, num_shards: int, teacher_path: str, categories: List[
            for i in range(num_shards)]
   if not all(tf.io.gfile.exists(p) for p in paths):
     return None
-  shards = [_read_json(p) for p in paths]
+  shards = [read_json(p) for p in paths]
   images, annotations = [], []
   for s in shards:
     images.extend(s['images'])
@@ -292,9 +280,9 @@ def merge(output_dir: str, num_shards: int, teacher_path: str, categories: List[
       'seconds': sum(s['seconds'] for s in shards),
       'records': record_pattern(output_dir),
   }
-  _write_json(os.path.join(output_dir, COCO_JSON),
+  write_json(os.path.join(output_dir, COCO_JSON),
               {'images': images, 'annotations': annotations, 'categories': categories})
-  _write_json(os.path.join(output_dir, SUMMARY), summary)
+  write_json(os.path.join(output_dir, SUMMARY), summary)
   return summary
 
 

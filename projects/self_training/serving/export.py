@@ -29,8 +29,8 @@ from official.vision.serving import export_saved_model_lib
 
 from projects.self_training import trainer
 from projects.self_training.data import categories
+from projects.self_training.pseudo_label.labeler import LABEL_MAP
 
-LABEL_MAP = os.path.join('assets.extra', 'label_map.json')
 SIGNATURES = {
     'image_tensor': 'serving_default',
     'image_bytes': 'serving_bytes',
@@ -47,14 +47,6 @@ def label_map_of(params: cfg.ExperimentConfig) -> List[Dict[str, object]]:
       return [{'id': int(c['id']), 'name': str(c['name'])} for c in cats]
   return [{'id': c.id, 'name': c.name} for c in categories.COCO_CATEGORIES
           if c.id < params.task.model.num_classes]
-
-
-def read_label_map(saved_model_dir: str) -> Dict[int, str]:
-  path = os.path.join(saved_model_dir, LABEL_MAP)
-  if not tf.io.gfile.exists(path):
-    return {}
-  with tf.io.gfile.GFile(path) as f:
-    return {int(c['id']): c['name'] for c in json.load(f)['categories']}
 
 
 def export_detector(params: cfg.ExperimentConfig, checkpoint: str, export_dir: str,
