@@ -70,8 +70,10 @@ def main(_):
   tf.get_logger().setLevel('ERROR')
   data_dir = FLAGS.data_dir or emoji_scenes.ensure_dataset()
   official = _step_fn('emoji_retinanet', data_dir)
+  # The same global batch: 8 human + 8 pseudo against the official task's 16.
   student = _step_fn('emoji_retinanet_student', data_dir,
-                     f'task.pseudo_data.input_path={emoji_scenes.split_pattern(data_dir, "train")}')
+                     f'task.pseudo_data.input_path={emoji_scenes.split_pattern(data_dir, "train")},'
+                     'task.train_data.global_batch_size=8,task.pseudo_data.global_batch_size=8')
   t_official, t_student = _median_seconds([official, student])
   step_ratio = t_student / t_official
   print(f'train step (16 images): official {1000 * t_official / FLAGS.steps:.0f} ms, '

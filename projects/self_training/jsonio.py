@@ -8,12 +8,15 @@ import numpy as np
 import tensorflow as tf
 
 
-def write_json(path: str, payload: Any) -> None:
-  """Writes JSON atomically: a temporary name, then a rename, so no reader sees half a file."""
+def write_json(path: str, payload: Any, indent: Optional[int] = 2) -> None:
+  """Writes JSON atomically: a temporary name, then a rename, so no reader sees half a file.
+
+  `indent=None` writes compact JSON with the C encoder (large files: ~10x faster).
+  """
   tf.io.gfile.makedirs(os.path.dirname(path) or '.')
   tmp = f'{path}.tmp-{os.getpid()}'
   with tf.io.gfile.GFile(tmp, 'w') as f:
-    f.write(json.dumps(payload, indent=2, sort_keys=True, default=_to_python) + '\n')
+    f.write(json.dumps(payload, indent=indent, sort_keys=True, default=_to_python) + '\n')
   tf.io.gfile.rename(tmp, path, overwrite=True)
 
 

@@ -67,16 +67,18 @@ def student_from(teacher: cfg.ExperimentConfig, pseudo_input_path: str = '',
 
 @exp_factory.register_config_factory('emoji_retinanet_student')
 def emoji_retinanet_student() -> cfg.ExperimentConfig:
-  """The embedded student: 8 human + 8 pseudo-labeled scenes per step.
+  """The embedded student: 16 human + 16 pseudo-labeled scenes per step.
 
-  16 images per step like the teacher and the supervised control, so "as many steps as
-  the student" is also the same compute.
+  As in the paper (256 -> 256 + 256), the human half keeps the teacher's batch and the
+  pseudo half doubles it. Measured on held-out AP from a 27.9-AP teacher: with 8 + 8
+  (the teacher's 16 images split in two) the student fell to 12-20 AP; with alpha 0 (the
+  8 human images alone) it reached 20.7 at step 200 where the 16-image control had 23.7,
+  so halving the human batch itself cost AP.
 
   Set `task.pseudo_data.input_path` to the pseudo-labeler's records and
   `task.init_checkpoint` to the teacher's checkpoint (the main job does both).
   """
-  config = student_from(retinanet.emoji_retinanet(), pseudo_batch_size=8)
-  config.task.train_data.global_batch_size = 8
+  config = student_from(retinanet.emoji_retinanet())
   config.task.pseudo_data.input_path = os.path.join(
       EMBEDDED_RUNS_DIR, 'pseudo', 'pseudo-*-of-*.tfrecord')
   return config

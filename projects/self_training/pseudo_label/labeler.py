@@ -190,6 +190,23 @@ def label_chunk(teacher: Teacher, chunk: Sequence[Tuple], threshold: float,
   return [(chunk[p][0], results.get(p), chunk[p][3]) for p in range(len(chunk))]
 
 
+def _labeled_chunks(teacher: Teacher, chunks: Iterator[List[Tuple]], threshold: float,
+                    ignore_threshold: Optional[float]) -> Iterator[List[Tuple]]:
+  """`label_chunk` over `chunks`, one chunk ahead in a thread.
+
+  The model call of chunk k+1 (which releases the GIL) overlaps the writing of chunk k.
+  """
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    ahead = None
+    for chunk in chunks:
+      submitted = pool.submit(label_chunk, teacher, chunk, threshold, ignore_threshold)
+      if ahead is not None:
+        yield ahead.result()
+      ahead = submitted
+    if ahead is not None:
+      yield ahead.result()
+
+
 def _image_id(source_id: str, fallback: int) -> Any:
   return int(source_id) if source_id.isdigit() else fallback
 
@@ -211,8 +228,9 @@ def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int
   try:
     with tf.io.TFRecordWriter(tmp) as writer:
       items = sources.iterate(source, shard_index, num_shards)
-      for chunk in _batches(_decode_all(items), batch_size):
-        for item, labeled, err in label_chunk(teacher, chunk, threshold, ignore_threshold):
+      chunks = _batches(_decode_all(items), batch_size)
+      for labeled_chunk in _labeled_chunks(teacher, chunks, threshold, ignore_threshold):
+        for item, labeled, err in labeled_chunk:
           bar.update(1)
           if labeled is None:
             skipped.append({'source_id': item.source_id, 'input': item.name, 'reason': err})
@@ -243,7 +261,7 @@ def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int
       'images': images, 'annotations': annotations,
   }
   tf.io.gfile.rename(tmp, final, overwrite=True)
-  write_json(os.path.join(output_dir, name + '.json'), sidecar)
+  write_json(os.path.join(output_dir, name + '.json'), sidecar, indent=None)
   return sidecar
 
 
@@ -281,7 +299,8 @@ def merge(output_dir: str, num_shards: int, teacher_path: str, categories: List[
       'records': record_pattern(output_dir),
   }
   write_json(os.path.join(output_dir, COCO_JSON),
-              {'images': images, 'annotations': annotations, 'categories': categories})
+             {'images': images, 'annotations': annotations, 'categories': categories},
+             indent=None)
   write_json(os.path.join(output_dir, SUMMARY), summary)
   return summary
 
@@ -358,7 +377,8 @@ def main(argv):
     return
   print(f'pseudo-label: {summary["num_images"]} images, {summary["num_boxes"]} boxes '
         f'({summary["boxes_per_image"]:.2f}/image), {summary["num_empty_images"]} with no box, '
-        f'{summary["num_skipped"]} skipped -> {summary["records"]}')
+        f'{summary["num_ignore_boxes"]} ignore regions, {summary["num_skipped"]} skipped '
+        f'-> {summary["records"]}')
   for s in summary['skipped'][:20]:
     print(f'  skipped {s["source_id"]} ({s["input"]}): {s["reason"]}')
 

@@ -67,12 +67,17 @@ def iterate(spec: str, shard_index: int = 0, num_shards: int = 1) -> Iterator[It
     dataset = tf.data.TFRecordDataset(files).shard(num_shards, shard_index)
     features = {'image/encoded': tf.io.FixedLenFeature((), tf.string),
                 'image/source_id': tf.io.FixedLenFeature((), tf.string, default_value='')}
-    dataset = dataset.map(lambda s: tf.io.parse_single_example(s, features),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    for position, ex in enumerate(dataset.as_numpy_iterator()):
-      index = shard_index + position * num_shards
-      sid = ex['image/source_id'].decode() or str(index + 1)
-      yield Item(sid, ex['image/encoded'], name=f'record {index} (source_id {sid})')
+    # Batches of serialized records: tf.data's per-element cost in eager mode would
+    # otherwise be a large part of the labeler's time for small images.
+    dataset = dataset.batch(64).map(lambda s: tf.io.parse_example(s, features),
+                                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    position = 0
+    for batch in dataset.prefetch(2).as_numpy_iterator():
+      for encoded, sid in zip(batch['image/encoded'], batch['image/source_id']):
+        index = shard_index + position * num_shards
+        position += 1
+        sid = sid.decode() or str(index + 1)
+        yield Item(sid, encoded, name=f'record {index} (source_id {sid})')
 
 
 def tfrecord_files(spec: str) -> List[str]:
