@@ -254,3 +254,22 @@ def test_missing_saved_model_or_input_is_a_one_line_error(pool, tmp_path):
       timeout=300)
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1].startswith('error: input not found')
+
+
+def test_pseudo_label_precision_recall_on_hand_made_boxes():
+  from projects.self_training.pseudo_label import quality
+  human = {'annotations': [
+      {'image_id': 1, 'category_id': 3, 'bbox': [0, 0, 10, 10]},
+      {'image_id': 1, 'category_id': 5, 'bbox': [50, 50, 20, 20]},
+      {'image_id': 2, 'category_id': 3, 'bbox': [0, 0, 10, 10]}]}
+  pseudo = {'images': [{'id': 1}, {'id': 2}], 'annotations': [
+      {'image_id': 1, 'category_id': 3, 'bbox': [1, 1, 10, 10], 'score': 0.9},   # IoU 0.68
+      {'image_id': 1, 'category_id': 3, 'bbox': [0, 0, 10, 9], 'score': 0.55},   # duplicate
+      {'image_id': 1, 'category_id': 7, 'bbox': [50, 50, 20, 20], 'score': 0.6},  # wrong class
+      {'image_id': 2, 'category_id': 3, 'bbox': [6, 6, 10, 10], 'score': 0.7}]}  # IoU 0.09
+  low, high = quality.precision_recall(pseudo, human, [0.5, 0.95])
+  assert low['precision'] == pytest.approx(1 / 4)
+  assert low['recall'] == pytest.approx(1 / 3)
+  assert low['boxes_per_image'] == 2.0 and low['human_boxes_per_image'] == 1.5
+  assert low['empty_images'] == 0
+  assert high['precision'] is None and high['recall'] == 0.0 and high['empty_images'] == 2

@@ -80,11 +80,12 @@ def test_alpha_zero_equals_the_official_task(tiny_data, empty_pseudo):
 
 def test_a_batch_without_pseudo_boxes_gives_finite_losses(tiny_data, empty_pseudo):
   params = _params('emoji_retinanet_student', tiny_data,
-                   f'task.pseudo_data.input_path={empty_pseudo},'
-                   'task.pseudo_data.global_batch_size=4')
+                   f'task.pseudo_data.input_path={empty_pseudo}')
   task = task_factory.get_task(params.task)
   model = task.build_model()
   batch = next(iter(task.build_inputs(params.task.train_data)))
+  # Pseudo batch size 0 (the default) follows the human batch: 4 + 4 here.
+  assert batch[0][0].shape[0] == batch[1][0].shape[0] == 4
   assert float(tf.reduce_sum(batch[1][1]['box_weights'])) == 0.0  # no positive anchor
   logs = task.train_step(batch, model, _sgd(), metrics=task.build_metrics(training=True))
   for name in ('total_loss', 'human_loss', 'pseudo_loss', 'ema_pseudo_loss', 'pseudo_weight'):
@@ -137,6 +138,8 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
     assert row in proc.stdout
   results = json.loads((runs / 'results.json').read_text())
   assert results['pseudo']['num_images'] == 8
+  assert 'pseudo: on holdout at 0.0: precision' in proc.stdout
+  assert [r['threshold'] for r in results['pseudo_quality']['rows']][0] == 0.0
   assert results['student']['steps'] == results['control']['steps'] == 6
   assert (runs / 'export' / 'saved_model' / 'saved_model.pb').exists()
 

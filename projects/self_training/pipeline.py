@@ -160,6 +160,37 @@ def pseudo_label(s: Settings, saved_model: str,
   return summary
 
 
+QUALITY = 'quality.json'
+QUALITY_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def pseudo_quality(s: Settings, saved_model: str,
+                   progress: Callable[[str], None] = print) -> Dict[str, Any]:
+  """The teacher's pseudo labels on `holdout`, scored against its human labels.
+
+  Precision and recall at each candidate threshold (and the one in use), so a run shows
+  what its pseudo labels teach before a student trains on them.
+  """
+  from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
+  from projects.self_training.pseudo_label import quality  # pylint: disable=g-import-not-at-top
+  path = os.path.join(s.dir('pseudo'), QUALITY)
+  done = trainer.read_json(path)
+  if done:
+    return done
+  out = os.path.join(s.dir('pseudo'), 'holdout_check')
+  labeler.run(saved_model, emoji_scenes.split_pattern(s.data_dir, 'holdout'), out,
+              threshold=0.0, progress=False)
+  thresholds = sorted(set(QUALITY_THRESHOLDS) | {s.threshold})
+  rows = quality.precision_recall(trainer.read_json(os.path.join(out, labeler.COCO_JSON)),
+                                  trainer.read_json(emoji_scenes.annotation_file(
+                                      s.data_dir, 'holdout')), thresholds)
+  result = {'split': 'holdout', 'threshold': s.threshold, 'rows': rows,
+            'at_threshold': next(r for r in rows if r['threshold'] == s.threshold)}
+  trainer.write_json(path, result)
+  tf.io.gfile.rmtree(out)
+  return result
+
+
 def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: str,
              extra_override: str = '', progress: Callable[[str], None] = print) -> Dict[str, Any]:
   """Trains `experiment` from `init_checkpoint` for `student_steps` steps (control/student)."""
@@ -208,6 +239,12 @@ def run(s: Settings, stages: Sequence[str] = STAGES,
   if 'pseudo' not in stages:
     return out
   out['pseudo'] = pseudo_label(s, saved_model, progress)
+  out['pseudo_quality'] = q = pseudo_quality(s, saved_model)
+  r = q['at_threshold']
+  precision = 'n/a' if r['precision'] is None else f'{100 * r["precision"]:.0f}%'
+  progress(f'pseudo: on holdout at {r["threshold"]}: precision {precision}, '
+           f'recall {100 * r["recall"]:.0f}%, {r["boxes_per_image"]:.2f} boxes/image '
+           f'({r["human_boxes_per_image"]:.2f} human)')
   init = out['teacher']['checkpoint']
   if 'control' in stages:
     out['control'] = finetune(s, 'control', s.teacher_experiment, init, progress=progress)

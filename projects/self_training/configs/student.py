@@ -3,7 +3,8 @@
 `SelfTrainingRetinaNetTask` is Model Garden's `RetinaNetTask` with:
   pseudo_data          the pseudo-labeled TFRecords (same schema as `train_data`); each
                        step takes one batch of each, so `train_data.global_batch_size` +
-                       `pseudo_data.global_batch_size` images (the paper: 256 + 256)
+                       `pseudo_data.global_batch_size` images (the paper: 256 + 256);
+                       a pseudo batch size of 0 (the default) means as many as the human
   loss_normalization   alpha, EMA decay, and normalized vs standard loss (Appendix B)
 
 The student starts from the teacher's checkpoint (`init_checkpoint`, all modules: the
@@ -45,15 +46,16 @@ def student_from(teacher: cfg.ExperimentConfig, pseudo_input_path: str = '',
                  pseudo_batch_size: int = 0) -> cfg.ExperimentConfig:
   """A student experiment built from a teacher experiment: same model, data and schedule.
 
-  The pseudo half uses the human half's parser (so the same augmentation) and batch size
-  unless told otherwise.
+  The pseudo half uses the human half's parser (so the same augmentation) and, with
+  `pseudo_batch_size` 0, its batch size (resolved when the inputs are built, so an
+  override of `train_data.global_batch_size` moves both).
   """
   task = teacher.task.as_dict()
   train = teacher.task.train_data
   pseudo = rn_cfg.DataConfig(
       input_path=pseudo_input_path,
       is_training=True,
-      global_batch_size=pseudo_batch_size or train.global_batch_size,
+      global_batch_size=pseudo_batch_size,
       dtype=train.dtype,
       shuffle_buffer_size=train.shuffle_buffer_size,
       parser=train.parser.as_dict())

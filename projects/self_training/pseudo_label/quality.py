@@ -25,7 +25,7 @@ def _iou(box: Sequence[float], others: np.ndarray) -> np.ndarray:
 
 def precision_recall(pseudo: Dict, human: Dict, thresholds: Sequence[float],
                      iou_threshold: float = 0.5) -> List[Dict[str, float]]:
-  """One row per threshold: precision, recall, kept boxes per image, empty images."""
+  """One row per threshold: precision (None when nothing is kept), recall, boxes per image."""
   gt_by_image: Dict[int, List[Dict]] = {}
   for a in human['annotations']:
     gt_by_image.setdefault(a['image_id'], []).append(a)
@@ -52,7 +52,7 @@ def precision_recall(pseudo: Dict, human: Dict, thresholds: Sequence[float],
         if ok:
           used[ok[0]] = True
           correct += 1
-    rows.append({'threshold': t, 'precision': correct / max(kept, 1),
+    rows.append({'threshold': t, 'precision': correct / kept if kept else None,
                  'recall': correct / max(num_gt, 1),
                  'boxes_per_image': kept / max(len(image_ids), 1),
                  'human_boxes_per_image': num_gt / max(len(image_ids), 1),
