@@ -273,3 +273,17 @@ def test_pseudo_label_precision_recall_on_hand_made_boxes():
   assert low['boxes_per_image'] == 2.0 and low['human_boxes_per_image'] == 1.5
   assert low['empty_images'] == 0
   assert high['precision'] is None and high['recall'] == 0.0 and high['empty_images'] == 2
+
+
+def test_labels_a_tfds_split(tmp_path):
+  """`tfds:NAME@SPLIT` sources (here TFDS's mock of mnist: 28x28 grayscale) are labeled too."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / 'pseudo')
+  with tfds.testing.mock_data(num_examples=5, policy=tfds.testing.MockPolicy.USE_CODE):
+    summary = labeler.run('unused', 'tfds:mnist@test', out, num_shards=2, progress=False,
+                          teacher=FakeTeacher())
+  assert summary['num_images'] == 5 and summary['num_skipped'] == 0
+  coco = json.loads(open(os.path.join(out, labeler.COCO_JSON)).read())
+  assert sorted(im['id'] for im in coco['images']) == [1, 2, 3, 4, 5]
+  assert {(im['height'], im['width']) for im in coco['images']} == {(28, 28)}
+  assert len(_records(labeler.record_pattern(out))) == 5
