@@ -142,6 +142,7 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   assert [r['threshold'] for r in results['pseudo_quality']['rows']][0] == 0.0
   assert results['student']['steps'] == results['control']['steps'] == 6
   assert (runs / 'export' / 'saved_model' / 'saved_model.pb').exists()
+  assert (runs / 'curves.png').stat().st_size > 0
 
   # A re-run skips every complete stage.
   again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)

@@ -16,6 +16,7 @@ from absl import flags
 from absl import logging
 
 from projects.self_training import pipeline
+from projects.self_training import plots
 from projects.self_training import trainer
 from projects.self_training.data import emoji_scenes
 
@@ -106,6 +107,9 @@ def main(argv):
   if 'student' in results and 'control' in results:
     margin = results['student']['val']['AP'] - results['control']['val']['AP']
     print(f'\nStudent - control: {100 * margin:+.1f} AP on val.')
+  if 'teacher' in results:
+    curves = plots.learning_curves(results, os.path.join(FLAGS.runs_dir, 'curves.png'))
+    print(f'Learning curves: {curves}')
   results['wall_seconds'] = time.time() - start
   trainer.write_json(os.path.join(FLAGS.runs_dir, 'results.json'), results)
   print(f'\nMetrics: {os.path.join(FLAGS.runs_dir, "results.json")}; '
