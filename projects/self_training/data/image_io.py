@@ -53,6 +53,9 @@ def decode_rgb(encoded: bytes) -> Tuple[np.ndarray, bytes]:
 
   The pixels are those of the returned JPEG, i.e. what a reader of the stored record sees.
   """
-  stored, _, _ = rgb_image_bytes(encoded)
-  image = Image.open(io.BytesIO(stored))
-  return np.asarray(image.convert('RGB')), stored
+  image = Image.open(io.BytesIO(encoded))
+  image.load()
+  if image.format == 'JPEG' and image.mode == 'RGB':  # the common case: decoded once
+    return np.asarray(image), encoded
+  stored = jpeg_bytes(np.asarray(to_rgb(image)))
+  return np.asarray(Image.open(io.BytesIO(stored)).convert('RGB')), stored
