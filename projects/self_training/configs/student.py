@@ -81,6 +81,9 @@ def emoji_retinanet_student() -> cfg.ExperimentConfig:
   `task.init_checkpoint` to the teacher's checkpoint (the main job does both).
   """
   config = student_from(retinanet.emoji_retinanet())
+  # Chosen on `holdout` (never `val`) from the paper's grid, 800-step students of a
+  # 27.9-AP teacher: alpha 0.25 / 0.5 / 1 reached 28.2 / 28.8 / 28.0 held-out AP.
+  config.task.loss_normalization.alpha = 0.5
   config.task.pseudo_data.input_path = os.path.join(
       EMBEDDED_RUNS_DIR, 'pseudo', 'pseudo-*-of-*.tfrecord')
   return config
