@@ -32,8 +32,10 @@ def main(argv):
   main_job.quiet_logs()
   data_dir = FLAGS.data_dir or emoji_scenes.ensure_dataset()
   rows = []
-  for seed in [int(x) for x in FLAGS.seeds]:
+  for k, seed in enumerate(int(x) for x in FLAGS.seeds):
     s = main_job.settings(data_dir)
+    if k:  # shared stages are redone once, with the first seed; each seed's own always
+      s.force = [x for x in pipeline.forced_stages(s) if x in ('control', 'student')]
     s.seed = seed
     s.finetune_subdir = f'seeds/seed{seed}'
     out = pipeline.run(s, pipeline.STAGES, progress=lambda line: print(line, flush=True))

@@ -149,6 +149,23 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   assert again.returncode == 0, again.stderr[-3000:]
   assert again.stdout.count(', skipped') == 5
 
+  # Other settings on top of complete stages: a one-line error, nothing silently reused.
+  other = subprocess.run(cmd + ['--threshold=0.3'], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=900)
+  assert other.returncode == 2
+  assert 'threshold=0.0, this run asks for 0.3: pass --force=pseudo' in other.stderr
+  assert len(other.stderr.strip().splitlines()) == 1
+
+
+def test_forcing_a_stage_redoes_what_depends_on_it():
+  def forced(*force):
+    return pipeline.forced_stages(pipeline.Settings(data_dir='', runs_dir='', force=force))
+  assert forced() == []
+  assert forced('pseudo') == ['pseudo', 'student']
+  assert forced('teacher') == list(pipeline.STAGES)
+  assert forced('control') == ['control']
+  assert forced('all') == list(pipeline.STAGES)
+
 
 def test_ignore_boxes_get_no_loss(tiny_data, tmp_path):
   """A pseudo box of class IGNORE_CLASS survives Model Garden's parser and is masked out."""

@@ -68,13 +68,38 @@ def _join(*overrides: str) -> str:
   return ','.join(o for o in overrides if o)
 
 
+# What each stage reads: forcing a stage redoes every stage that depends on it.
+DEPENDS_ON = {'teacher': (), 'export': ('teacher',), 'pseudo': ('export',),
+              'control': ('teacher',), 'student': ('teacher', 'pseudo')}
+
+
+def _forced(settings: Settings, stage: str) -> bool:
+  return ('all' in settings.force or stage in settings.force or
+          any(_forced(settings, up) for up in DEPENDS_ON[stage]))
+
+
+def forced_stages(settings: Settings) -> List[str]:
+  """The stages a run redoes: those in `force` and every stage downstream of them."""
+  return [stage for stage in STAGES if _forced(settings, stage)]
+
+
 def _fresh(settings: Settings, stage: str) -> bool:
   """True when `stage` must be (re)done from scratch: forced, so delete what it left."""
-  if stage in settings.force or 'all' in settings.force:
+  if _forced(settings, stage):
     if tf.io.gfile.exists(settings.dir(stage)):
       tf.io.gfile.rmtree(settings.dir(stage))
     return True
   return False
+
+
+def _same_settings(stage: str, where: str, done: Dict[str, Any], wanted: Dict[str, Any]):
+  """A complete stage made with other settings is an error, never silently reused."""
+  made = done.get('settings', {})
+  for key, value in wanted.items():
+    if key in made and made[key] != value:
+      raise trainer.ConfigError(
+          f'{where} was made with {key}={made[key]!r}, this run asks for {value!r}: '
+          f'pass --force={stage} (or another --runs_dir)')
 
 
 def _val_metrics(params, checkpoint: str, data_dir: str) -> Dict[str, float]:
@@ -147,6 +172,8 @@ def pseudo_label(s: Settings, saved_model: str,
   out = s.dir('pseudo')
   done = trainer.read_json(os.path.join(out, labeler.SUMMARY))
   if done:
+    _same_settings('pseudo', out, {'settings': done},
+                   {'threshold': s.threshold, 'ignore_threshold': s.ignore_threshold})
     progress(f'pseudo: complete in {out} ({done["num_images"]} images, '
              f'{done["boxes_per_image"]:.2f} boxes/image), skipped')
     return done
@@ -196,8 +223,15 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: str,
   """Trains `experiment` from `init_checkpoint` for `student_steps` steps (control/student)."""
   _fresh(s, stage)
   model_dir = s.dir(stage)
+  wanted = {'experiment': experiment, 'steps': s.student_steps,
+            'learning_rate': s.student_learning_rate, 'warmup_steps': s.student_warmup_steps,
+            'seed': s.seed, 'override': s.student_override, 'gin_files': list(s.gin_files),
+            'gin_params': list(s.gin_params)}
+  if stage == 'student':
+    wanted.update(threshold=s.threshold, ignore_threshold=s.ignore_threshold)
   done = trainer.read_json(os.path.join(model_dir, RESULT))
   if done:
+    _same_settings(stage, model_dir, done, wanted)
     progress(f'{stage}: complete in {model_dir} (val AP {100 * done["val"]["AP"]:.1f}), skipped')
     return done
   steps = s.student_steps
@@ -220,7 +254,7 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: str,
   result = trainer.train_to_plateau(params, model_dir, trainer.Plateau(patience=10 ** 6),
                                     progress=lambda line: progress('  ' + line))
   summary = _summary(params, result, s.data_dir, experiment=experiment, steps=steps,
-                     seed=s.seed)
+                     seed=s.seed, settings=wanted)
   trainer.write_json(os.path.join(model_dir, RESULT), summary)
   return summary
 
