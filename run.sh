@@ -40,9 +40,10 @@ ensure_venv() {
 }
 
 cmd="${1:-main}"
-[[ $# -gt 0 ]] && shift
 case "$cmd" in
   -h|--help|help) usage; exit 0 ;;
+  -*) cmd=main ;;                  # ./run.sh --seed 1 ...: flags of the main job
+  *) [[ $# -gt 0 ]] && shift ;;
 esac
 
 ensure_venv

@@ -1,0 +1,31 @@
+"""The front door: `./run.sh` subcommands and the main job's flags."""
+
+import os
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args):
+  return subprocess.run([os.path.join(ROOT, 'run.sh'), *args], capture_output=True, text=True,
+                        cwd=ROOT, timeout=300)
+
+
+def test_help_lists_the_subcommands():
+  proc = _run('--help')
+  assert proc.returncode == 0
+  for sub in ('test', 'export', 'pseudo_label', 'bench_margin', 'bench_overhead'):
+    assert f'\n  {sub} ' in proc.stdout
+
+
+def test_flags_without_a_subcommand_go_to_the_main_job():
+  proc = _run('--no_such_flag=1')
+  assert proc.returncode != 0
+  assert 'unknown subcommand' not in proc.stderr
+  assert 'no_such_flag' in proc.stderr
+
+
+def test_unknown_subcommand_is_one_line():
+  proc = _run('trian')
+  assert proc.returncode != 0
+  assert proc.stderr.strip() == "run.sh: unknown subcommand 'trian' (see ./run.sh --help)"
