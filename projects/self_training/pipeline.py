@@ -92,9 +92,8 @@ def _fresh(settings: Settings, stage: str) -> bool:
   return False
 
 
-def _same_settings(stage: str, where: str, done: Dict[str, Any], wanted: Dict[str, Any]):
+def _same_settings(stage: str, where: str, made: Dict[str, Any], wanted: Dict[str, Any]):
   """A complete stage made with other settings is an error, never silently reused."""
-  made = done.get('settings', {})
   for key, value in wanted.items():
     if key in made and made[key] != value:
       raise trainer.ConfigError(
@@ -172,7 +171,7 @@ def pseudo_label(s: Settings, saved_model: str,
   out = s.dir('pseudo')
   done = trainer.read_json(os.path.join(out, labeler.SUMMARY))
   if done:
-    _same_settings('pseudo', out, {'settings': done},
+    _same_settings('pseudo', out, done,
                    {'threshold': s.threshold, 'ignore_threshold': s.ignore_threshold})
     progress(f'pseudo: complete in {out} ({done["num_images"]} images, '
              f'{done["boxes_per_image"]:.2f} boxes/image), skipped')
@@ -231,7 +230,7 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: str,
     wanted.update(threshold=s.threshold, ignore_threshold=s.ignore_threshold)
   done = trainer.read_json(os.path.join(model_dir, RESULT))
   if done:
-    _same_settings(stage, model_dir, done, wanted)
+    _same_settings(stage, model_dir, done.get('settings', {}), wanted)
     progress(f'{stage}: complete in {model_dir} (val AP {100 * done["val"]["AP"]:.1f}), skipped')
     return done
   steps = s.student_steps

@@ -222,7 +222,8 @@ def train_to_plateau(params, model_dir: str, plateau: Plateau = Plateau(),
   interval = params.trainer.validation_interval
   batch = params.task.train_data.global_batch_size
   if getattr(params.task, 'pseudo_data', None) is not None:  # a student step reads both
-    batch += params.task.pseudo_data.global_batch_size or batch  # 0: as many as human
+    from projects.self_training.configs import student  # pylint: disable=g-import-not-at-top
+    batch += student.pseudo_batch_size(params.task)
   step = int(trainer.global_step.numpy())
   history = [h for h in history if h['step'] <= step]
   train_seconds = sum(h.get('train_seconds', 0.0) for h in history)

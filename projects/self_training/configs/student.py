@@ -42,6 +42,11 @@ class SelfTrainingRetinaNetTask(rn_cfg.RetinaNetTask):
   loss_normalization: LossNormalization = dataclasses.field(default_factory=LossNormalization)
 
 
+def pseudo_batch_size(task) -> int:
+  """Pseudo images per step: `pseudo_data.global_batch_size`, or with 0 the human batch's."""
+  return task.pseudo_data.global_batch_size or task.train_data.global_batch_size
+
+
 def student_from(teacher: cfg.ExperimentConfig, pseudo_input_path: str = '',
                  pseudo_batch_size: int = 0) -> cfg.ExperimentConfig:
   """A student experiment built from a teacher experiment: same model, data and schedule.

@@ -55,8 +55,7 @@ class SelfTrainingRetinaNetTask(retinanet.RetinaNetTask):
     if not pseudo.input_path and not pseudo.tfds_name:
       raise ValueError('task.pseudo_data.input_path is empty: point it at the '
                        "pseudo-labeler's records (pseudo-*-of-*.tfrecord)")
-    if pseudo.global_batch_size <= 0:  # the default: as many pseudo images as human ones
-      pseudo = pseudo.replace(global_batch_size=params.global_batch_size)
+    pseudo = pseudo.replace(global_batch_size=student_cfg.pseudo_batch_size(self.task_config))
     human = super().build_inputs(params, input_context)
     pseudo = super().build_inputs(pseudo, input_context)
     return tf.data.Dataset.zip((human, pseudo))
