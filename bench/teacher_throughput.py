@@ -58,7 +58,8 @@ def _median_rate(run, units, windows):
 def train_images_per_second(params, steps, windows):
   """Full training steps (Orbit loop, real input pipeline) of the embedded teacher."""
   model_dir = tempfile.mkdtemp(prefix='bench_teacher_')
-  params = params.replace(trainer={'checkpoint_interval': 10**9, 'summary_interval': 10**9,
+  never = steps * 10**7  # Orbit wants both intervals to be multiples of steps_per_loop
+  params = params.replace(trainer={'checkpoint_interval': never, 'summary_interval': never,
                                    'steps_per_loop': steps})
   strategy = tf.distribute.get_strategy()
   task = task_factory.get_task(params.task)
