@@ -26,7 +26,7 @@ COCO_INPUT_PATH_BASE = os.environ.get('COCO_TFRECORD_DIR', 'coco')
 PAPER_TRAIN_STEPS = {'S1': 45_000, 'S2': 90_000, 'S3': 90_000, 'S4': 120_000}
 
 
-def _cosine_sgd(train_steps, base_lr, warmup_steps, warmup_lr, momentum=0.9):
+def cosine_sgd(train_steps, base_lr, warmup_steps, warmup_lr, momentum=0.9):
   """SGD with momentum, cosine decay and linear warm-up (the paper's detection schedule)."""
   return optimization.OptimizationConfig({
       'optimizer': {'type': 'sgd', 'sgd': {'momentum': momentum}},
@@ -120,7 +120,7 @@ def emoji_retinanet() -> cfg.ExperimentConfig:
           summary_interval=100,
           checkpoint_interval=500,
           max_to_keep=20,
-          optimizer_config=_cosine_sgd(steps, base_lr=0.08, warmup_steps=150, warmup_lr=0.008)),
+          optimizer_config=cosine_sgd(steps, base_lr=0.08, warmup_steps=150, warmup_lr=0.008)),
       restrictions=[
           'task.train_data.is_training != None',
           'task.validation_data.is_training != None',
@@ -171,7 +171,7 @@ def _full_scale_retinanet(backbone, train_steps, input_size=640, batch=256, base
           steps_per_loop=500,
           summary_interval=500,
           checkpoint_interval=5000,
-          optimizer_config=_cosine_sgd(train_steps, base_lr=base_lr * batch / 256,
+          optimizer_config=cosine_sgd(train_steps, base_lr=base_lr * batch / 256,
                                        warmup_steps=1000, warmup_lr=0.0032 * batch / 256)),
       restrictions=[
           'task.train_data.is_training != None',

@@ -1,0 +1,186 @@
+"""Semantic segmentation experiments: the paper's PASCAL VOC recipes and the embedded one.
+
+Built on Model Garden's `SemanticSegmentationTask` config. The paper's segmenter (Section
+3.2; the released `pascal_seg_efficientnet-{b7,l2}-nasfpn.yaml`): an EfficientNet backbone,
+NAS-FPN with 7 repeats and depthwise-separable convolutions on levels P3-P7, every level
+upsampled to P2 and merged by a sum (Model Garden's `pyramid_fusion` at level 2), then
+three 3x3 convolutions and a 1x1 convolution for the 21 classes.
+"""
+
+import os
+
+from official.core import config_definitions as cfg
+from official.core import exp_factory
+from official.vision.configs import backbones
+from official.vision.configs import common
+from official.vision.configs import decoders
+from official.vision.configs import semantic_segmentation as seg_cfg
+
+from projects.self_training.configs import retinanet
+from projects.self_training.modeling import efficientnet_l2  # pylint: disable=unused-import
+
+VOC_NUM_CLASSES = 21  # 20 classes + background; 255 is the ignore label.
+VOC_IGNORE_LABEL = 255
+PASCAL_TRAIN_EXAMPLES = 1464   # VOC 2012 `train`: the paper's labeled set (Table 8).
+PASCAL_VAL_EXAMPLES = 1449
+PASCAL_INPUT_PATH_BASE = os.environ.get('PASCAL_TFRECORD_DIR', 'pascal')
+
+# Section 3.2 / Appendix H: learning rate and steps per backbone.
+PAPER_RECIPES = {
+    'b7': dict(base_lr=0.08, train_steps=40_000),
+    'l2': dict(base_lr=0.2, train_steps=20_000),
+}
+
+
+def _segmentation_task(num_classes, input_size, max_level, backbone, decoder, head,
+                       norm_activation, train_data, validation_data, l2_weight_decay):
+  return seg_cfg.SemanticSegmentationTask(
+      model=seg_cfg.SemanticSegmentationModel(
+          num_classes=num_classes,
+          input_size=input_size,
+          min_level=3,
+          max_level=max_level,
+          backbone=backbone,
+          decoder=decoder,
+          head=head,
+          norm_activation=norm_activation),
+      losses=seg_cfg.Losses(l2_weight_decay=l2_weight_decay, ignore_label=VOC_IGNORE_LABEL),
+      train_data=train_data,
+      validation_data=validation_data)
+
+
+def nasfpn_efficientnet_pascal(model_id: str) -> cfg.ExperimentConfig:
+  """The paper's PASCAL segmenter with EfficientNet-`model_id` (Tables 6, 8, 11, 14).
+
+  512x512, batch 256, weight decay 1e-5, cosine decay from 0.08 (B7) / 0.2 (L2) with 500
+  warm-up steps, 40k (B7) / 20k (L2) steps, synchronized batch norm, bfloat16; Augment-S1
+  (flip, scale jitter 0.8-1.2).
+  """
+  recipe = PAPER_RECIPES[model_id]
+  size = 512
+  batch = 256
+  eval_batch = 8
+  steps = recipe['train_steps']
+  config = cfg.ExperimentConfig(
+      runtime=cfg.RuntimeConfig(mixed_precision_dtype='bfloat16'),
+      task=_segmentation_task(
+          num_classes=VOC_NUM_CLASSES,
+          input_size=[size, size, 3],
+          max_level=7,
+          backbone=backbones.Backbone(type='efficientnet', efficientnet=backbones.EfficientNet(
+              model_id=model_id, stochastic_depth_drop_rate=0.2)),
+          decoder=decoders.Decoder(type='nasfpn', nasfpn=decoders.NASFPN(
+              num_filters=256, num_repeats=7, use_separable_conv=True)),
+          head=seg_cfg.SegmentationHead(level=2, num_convs=3, num_filters=256,
+                                        feature_fusion='pyramid_fusion',
+                                        prediction_kernel_size=1),
+          norm_activation=common.NormActivation(activation='swish', use_sync_bn=True),
+          train_data=seg_cfg.DataConfig(
+              input_path=os.path.join(PASCAL_INPUT_PATH_BASE, 'train*'),
+              output_size=[size, size],
+              is_training=True,
+              global_batch_size=batch,
+              aug_rand_hflip=True,
+              aug_scale_min=0.8,
+              aug_scale_max=1.2),
+          validation_data=seg_cfg.DataConfig(
+              input_path=os.path.join(PASCAL_INPUT_PATH_BASE, 'val*'),
+              output_size=[size, size],
+              is_training=False,
+              global_batch_size=eval_batch,
+              resize_eval_groundtruth=False,
+              groundtruth_padded_size=[size, size],
+              drop_remainder=False),
+          l2_weight_decay=1e-5),
+      trainer=cfg.TrainerConfig(
+          train_steps=steps,
+          validation_steps=-1,
+          validation_interval=2000,
+          steps_per_loop=500,
+          summary_interval=500,
+          checkpoint_interval=2000,
+          optimizer_config=retinanet.cosine_sgd(
+              steps, base_lr=recipe['base_lr'], warmup_steps=500,
+              warmup_lr=recipe['base_lr'] / 100)),
+      restrictions=[
+          'task.train_data.is_training != None',
+          'task.validation_data.is_training != None',
+      ])
+  return config
+
+
+@exp_factory.register_config_factory('seg_nasfpn_efficientnetb7_pascal')
+def seg_nasfpn_efficientnetb7_pascal() -> cfg.ExperimentConfig:
+  """PASCAL VOC, NAS-FPN + EfficientNet-B7: lr 0.08, 40k steps (Table 6: 71M parameters)."""
+  return nasfpn_efficientnet_pascal('b7')
+
+
+@exp_factory.register_config_factory('seg_nasfpn_efficientnetl2_pascal')
+def seg_nasfpn_efficientnetl2_pascal() -> cfg.ExperimentConfig:
+  """PASCAL VOC, NAS-FPN + EfficientNet-L2: lr 0.2, 20k steps (Table 6: 485M parameters)."""
+  return nasfpn_efficientnet_pascal('l2')
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedded scale: the VOC-label-space emoji scenes (voc_train / voc_aug / voc_val).
+# ---------------------------------------------------------------------------------------------
+
+EMBEDDED_TRAIN_STEPS = 2000
+
+
+@exp_factory.register_config_factory('emoji_segmentation')
+def emoji_segmentation() -> cfg.ExperimentConfig:
+  """The embedded segmenter: the embedded detector's backbone and FPN, the paper's head shape.
+
+  MobileNetV3-Small, FPN on P3-P5 at 64 filters, every level upsampled to P2 and summed,
+  two 3x3 convolutions at 64 filters and a 1x1 classifier; 96x96 input, batch 16, SGD with
+  cosine decay. Trains on `voc_train`; `holdout`-style choices use a part of it.
+  """
+  data_dir = retinanet.embedded_data_dir()
+  size = retinanet.EMBEDDED_IMAGE_SIZE
+  steps = EMBEDDED_TRAIN_STEPS
+  return cfg.ExperimentConfig(
+      runtime=cfg.RuntimeConfig(mixed_precision_dtype='float32'),
+      task=_segmentation_task(
+          num_classes=VOC_NUM_CLASSES,
+          input_size=[size, size, 3],
+          max_level=5,
+          backbone=backbones.Backbone(type='mobilenet', mobilenet=backbones.MobileNet(
+              model_id='MobileNetV3Small')),
+          decoder=decoders.Decoder(type='fpn', fpn=decoders.FPN(num_filters=64)),
+          head=seg_cfg.SegmentationHead(level=2, num_convs=2, num_filters=64,
+                                        feature_fusion='pyramid_fusion',
+                                        prediction_kernel_size=1),
+          norm_activation=common.NormActivation(
+              activation='relu6', use_sync_bn=False, norm_momentum=0.99),
+          train_data=seg_cfg.DataConfig(
+              input_path=os.path.join(data_dir, 'voc_train-*.tfrecord'),
+              output_size=[size, size],
+              is_training=True,
+              global_batch_size=retinanet.EMBEDDED_BATCH_SIZE,
+              shuffle_buffer_size=1000,
+              aug_rand_hflip=True,
+              aug_scale_min=0.8,
+              aug_scale_max=1.2),
+          validation_data=seg_cfg.DataConfig(
+              input_path=os.path.join(data_dir, 'voc_val-*.tfrecord'),
+              output_size=[size, size],
+              is_training=False,
+              global_batch_size=32,
+              resize_eval_groundtruth=True,
+              drop_remainder=False),
+          l2_weight_decay=4e-5),
+      trainer=cfg.TrainerConfig(
+          train_steps=steps,
+          validation_steps=-1,
+          validation_interval=250,
+          steps_per_loop=50,
+          summary_interval=50,
+          checkpoint_interval=250,
+          max_to_keep=20,
+          optimizer_config=retinanet.cosine_sgd(steps, base_lr=0.08, warmup_steps=100,
+                                                warmup_lr=0.008)),
+      restrictions=[
+          'task.train_data.is_training != None',
+          'task.validation_data.is_training != None',
+      ])
