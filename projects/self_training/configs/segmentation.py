@@ -49,6 +49,27 @@ def _segmentation_task(num_classes, input_size, max_level, backbone, decoder, he
       validation_data=validation_data)
 
 
+def _experiment(dtype, task, trainer) -> cfg.ExperimentConfig:
+  return cfg.ExperimentConfig(
+      runtime=cfg.RuntimeConfig(mixed_precision_dtype=dtype),
+      task=task,
+      trainer=trainer,
+      restrictions=[
+          'task.train_data.is_training != None',
+          'task.validation_data.is_training != None',
+      ])
+
+
+def _data(input_path, size, batch, is_training, **kwargs) -> seg_cfg.DataConfig:
+  """Train data: flip + scale jitter 0.8-1.2 (Augment-S1); eval data keeps every image."""
+  if is_training:
+    kwargs = dict(dict(aug_rand_hflip=True, aug_scale_min=0.8, aug_scale_max=1.2), **kwargs)
+  else:
+    kwargs = dict(dict(drop_remainder=False), **kwargs)
+  return seg_cfg.DataConfig(input_path=input_path, output_size=[size, size],
+                            is_training=is_training, global_batch_size=batch, **kwargs)
+
+
 def nasfpn_efficientnet_pascal(model_id: str) -> cfg.ExperimentConfig:
   """The paper's PASCAL segmenter with EfficientNet-`model_id` (Tables 6, 8, 11, 14).
 
@@ -61,9 +82,9 @@ def nasfpn_efficientnet_pascal(model_id: str) -> cfg.ExperimentConfig:
   batch = 256
   eval_batch = 8
   steps = recipe['train_steps']
-  config = cfg.ExperimentConfig(
-      runtime=cfg.RuntimeConfig(mixed_precision_dtype='bfloat16'),
-      task=_segmentation_task(
+  return _experiment(
+      'bfloat16',
+      _segmentation_task(
           num_classes=VOC_NUM_CLASSES,
           input_size=[size, size, 3],
           max_level=7,
@@ -75,24 +96,12 @@ def nasfpn_efficientnet_pascal(model_id: str) -> cfg.ExperimentConfig:
                                         feature_fusion='pyramid_fusion',
                                         prediction_kernel_size=1),
           norm_activation=common.NormActivation(activation='swish', use_sync_bn=True),
-          train_data=seg_cfg.DataConfig(
-              input_path=os.path.join(PASCAL_INPUT_PATH_BASE, 'train*'),
-              output_size=[size, size],
-              is_training=True,
-              global_batch_size=batch,
-              aug_rand_hflip=True,
-              aug_scale_min=0.8,
-              aug_scale_max=1.2),
-          validation_data=seg_cfg.DataConfig(
-              input_path=os.path.join(PASCAL_INPUT_PATH_BASE, 'val*'),
-              output_size=[size, size],
-              is_training=False,
-              global_batch_size=eval_batch,
-              resize_eval_groundtruth=False,
-              groundtruth_padded_size=[size, size],
-              drop_remainder=False),
+          train_data=_data(os.path.join(PASCAL_INPUT_PATH_BASE, 'train*'), size, batch, True),
+          validation_data=_data(os.path.join(PASCAL_INPUT_PATH_BASE, 'val*'), size, eval_batch,
+                                False, resize_eval_groundtruth=False,
+                                groundtruth_padded_size=[size, size]),
           l2_weight_decay=1e-5),
-      trainer=cfg.TrainerConfig(
+      cfg.TrainerConfig(
           train_steps=steps,
           validation_steps=-1,
           validation_interval=2000,
@@ -101,12 +110,7 @@ def nasfpn_efficientnet_pascal(model_id: str) -> cfg.ExperimentConfig:
           checkpoint_interval=2000,
           optimizer_config=retinanet.cosine_sgd(
               steps, base_lr=recipe['base_lr'], warmup_steps=500,
-              warmup_lr=recipe['base_lr'] / 100)),
-      restrictions=[
-          'task.train_data.is_training != None',
-          'task.validation_data.is_training != None',
-      ])
-  return config
+              warmup_lr=recipe['base_lr'] / 100)))
 
 
 @exp_factory.register_config_factory('seg_nasfpn_efficientnetb7_pascal')
@@ -139,9 +143,9 @@ def emoji_segmentation() -> cfg.ExperimentConfig:
   data_dir = retinanet.embedded_data_dir()
   size = retinanet.EMBEDDED_IMAGE_SIZE
   steps = EMBEDDED_TRAIN_STEPS
-  return cfg.ExperimentConfig(
-      runtime=cfg.RuntimeConfig(mixed_precision_dtype='float32'),
-      task=_segmentation_task(
+  return _experiment(
+      'float32',
+      _segmentation_task(
           num_classes=VOC_NUM_CLASSES,
           input_size=[size, size, 3],
           max_level=5,
@@ -153,24 +157,11 @@ def emoji_segmentation() -> cfg.ExperimentConfig:
                                         prediction_kernel_size=1),
           norm_activation=common.NormActivation(
               activation='relu6', use_sync_bn=False, norm_momentum=0.99),
-          train_data=seg_cfg.DataConfig(
-              input_path=os.path.join(data_dir, 'voc_train-*.tfrecord'),
-              output_size=[size, size],
-              is_training=True,
-              global_batch_size=retinanet.EMBEDDED_BATCH_SIZE,
-              shuffle_buffer_size=1000,
-              aug_rand_hflip=True,
-              aug_scale_min=0.8,
-              aug_scale_max=1.2),
-          validation_data=seg_cfg.DataConfig(
-              input_path=os.path.join(data_dir, 'voc_val-*.tfrecord'),
-              output_size=[size, size],
-              is_training=False,
-              global_batch_size=32,
-              resize_eval_groundtruth=True,
-              drop_remainder=False),
+          train_data=_data(os.path.join(data_dir, 'voc_train-*.tfrecord'), size,
+                           retinanet.EMBEDDED_BATCH_SIZE, True),
+          validation_data=_data(os.path.join(data_dir, 'voc_val-*.tfrecord'), size, 32, False),
           l2_weight_decay=4e-5),
-      trainer=cfg.TrainerConfig(
+      cfg.TrainerConfig(
           train_steps=steps,
           validation_steps=-1,
           validation_interval=250,
@@ -179,8 +170,4 @@ def emoji_segmentation() -> cfg.ExperimentConfig:
           checkpoint_interval=250,
           max_to_keep=20,
           optimizer_config=retinanet.cosine_sgd(steps, base_lr=0.08, warmup_steps=100,
-                                                warmup_lr=0.008)),
-      restrictions=[
-          'task.train_data.is_training != None',
-          'task.validation_data.is_training != None',
-      ])
+                                                warmup_lr=0.008)))
