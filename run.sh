@@ -18,6 +18,7 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
   train         Model Garden-style training: --experiment --mode --model_dir [--gin_file ...]
   export        export a trained detector as a SavedModel (--model_dir --export_dir)
   pseudo_label  label unlabeled images with a SavedModel (--saved_model --input --output_dir)
+  segmentation  segmentation self-training (teacher, pseudo masks, student); mIoU table on voc_val
   bench         benchmarks: teacher train img/s and tf.data img/s for Augment-S1..S4
   bench_margin  student's margin over the supervised control over several seeds
   bench_overhead  student step vs official step; pseudo-labeler vs bare SavedModel
@@ -58,6 +59,7 @@ case "$cmd" in
   train)    exec "$PY" -m projects.self_training.train "$@" ;;
   export)   exec "$PY" -m projects.self_training.serving.export "$@" ;;
   pseudo_label) exec "$PY" -m projects.self_training.pseudo_label.labeler "$@" ;;
+  segmentation) exec "$PY" -m projects.self_training.segmentation_main "$@" ;;
   bench)    exec "$PY" bench/teacher_throughput.py "$@" ;;
   bench_margin) exec "$PY" bench/self_training_margin.py "$@" ;;
   bench_overhead) exec "$PY" bench/self_training_overhead.py "$@" ;;

@@ -29,7 +29,7 @@ flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds for control and student.')
 
 def main(argv):
   del argv
-  main_job.quiet_logs()
+  trainer.quiet_logs()
   data_dir = FLAGS.data_dir or emoji_scenes.ensure_dataset()
   rows = []
   for k, seed in enumerate(int(x) for x in FLAGS.seeds):

@@ -13,7 +13,6 @@ import time
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from projects.self_training import pipeline
 from projects.self_training import plots
@@ -47,15 +46,6 @@ flags.DEFINE_bool('label_iconic', False, 'Also pseudo-label the `iconic` pool.')
 flags.DEFINE_integer('seed', 0, 'Seed for control and student data order and augmentation.')
 
 
-def quiet_logs():
-  """Keeps Model Garden's per-step INFO logs and Keras warnings out of the job's output."""
-  import warnings  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.ERROR)
-  tf.get_logger().setLevel('ERROR')
-  warnings.filterwarnings('ignore', category=UserWarning)
-
-
 def settings(data_dir: str) -> pipeline.Settings:
   student_override = FLAGS.student_override
   if FLAGS.alpha is not None:
@@ -76,7 +66,7 @@ def settings(data_dir: str) -> pipeline.Settings:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  quiet_logs()
+  trainer.quiet_logs()
   start = time.time()
   try:
     if FLAGS.data_dir:

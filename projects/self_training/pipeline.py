@@ -15,7 +15,7 @@ evaluated once on `val`.
 import dataclasses
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras
@@ -25,6 +25,11 @@ from projects.self_training.data import emoji_scenes
 
 STAGES = ('teacher', 'export', 'pseudo', 'control', 'student')
 RESULT = 'result.json'
+# Stages that fine-tune the teacher; a seed's runs of them may sit side by side.
+FINETUNE_STAGES = ('control', 'student', 'train_aug')
+# What each stage reads: forcing a stage redoes every stage that depends on it.
+DEPENDS_ON = {'teacher': (), 'export': ('teacher',), 'pseudo': ('export',),
+              'control': ('teacher',), 'student': ('teacher', 'pseudo')}
 
 
 @dataclasses.dataclass
@@ -50,10 +55,22 @@ class Settings:
   force: Sequence[str] = ()
   finetune_subdir: str = ''   # e.g. 'seed1': control and student of one seed, side by side
 
+  depends_on: ClassVar[Dict[str, Sequence[str]]] = DEPENDS_ON
+  metric: ClassVar[str] = 'AP'          # held-out metric for plateaus and best checkpoints
+  metric_name: ClassVar[str] = 'AP'
+
   def dir(self, stage: str) -> str:
-    if stage in ('control', 'student') and self.finetune_subdir:
+    if stage in FINETUNE_STAGES and self.finetune_subdir:
       return os.path.join(self.runs_dir, self.finetune_subdir, stage)
     return os.path.join(self.runs_dir, stage)
+
+  def data_override(self) -> str:
+    """Points the experiments' train and held-out data at this run's splits."""
+    return data_override(self.data_dir)
+
+  def val_metrics(self, params, checkpoint: str) -> Dict[str, float]:
+    """The final metrics of one checkpoint on `val` (never used for a choice)."""
+    return _val_metrics(params, checkpoint, self.data_dir)
 
 
 def data_override(data_dir: str, validation_split: str = 'holdout') -> str:
@@ -64,26 +81,21 @@ def data_override(data_dir: str, validation_split: str = 'holdout') -> str:
           f'task.annotation_file={emoji_scenes.annotation_file(data_dir, validation_split)}')
 
 
-def _join(*overrides: str) -> str:
+def join_overrides(*overrides: str) -> str:
   return ','.join(o for o in overrides if o)
-
-
-# What each stage reads: forcing a stage redoes every stage that depends on it.
-DEPENDS_ON = {'teacher': (), 'export': ('teacher',), 'pseudo': ('export',),
-              'control': ('teacher',), 'student': ('teacher', 'pseudo')}
 
 
 def _forced(settings: Settings, stage: str) -> bool:
   return ('all' in settings.force or stage in settings.force or
-          any(_forced(settings, up) for up in DEPENDS_ON[stage]))
+          any(_forced(settings, up) for up in settings.depends_on[stage]))
 
 
 def forced_stages(settings: Settings) -> List[str]:
   """The stages a run redoes: those in `force` and every stage downstream of them."""
-  return [stage for stage in STAGES if _forced(settings, stage)]
+  return [stage for stage in settings.depends_on if _forced(settings, stage)]
 
 
-def _fresh(settings: Settings, stage: str) -> bool:
+def fresh(settings: Settings, stage: str) -> bool:
   """True when `stage` must be (re)done from scratch: forced, so delete what it left."""
   if _forced(settings, stage):
     if tf.io.gfile.exists(settings.dir(stage)):
@@ -92,7 +104,7 @@ def _fresh(settings: Settings, stage: str) -> bool:
   return False
 
 
-def _same_settings(stage: str, where: str, made: Dict[str, Any], wanted: Dict[str, Any]):
+def same_settings(stage: str, where: str, made: Dict[str, Any], wanted: Dict[str, Any]):
   """A complete stage made with other settings is an error, never silently reused."""
   for key, value in wanted.items():
     if key in made and made[key] != value:
@@ -107,40 +119,45 @@ def _val_metrics(params, checkpoint: str, data_dir: str) -> Dict[str, float]:
   return {k: max(val[k], 0.0) for k in trainer.COCO_KEYS if k in val}
 
 
-def _summary(params, result: Dict[str, Any], data_dir: str, **extra) -> Dict[str, Any]:
+def _summary(params, result: Dict[str, Any], s: Settings, **extra) -> Dict[str, Any]:
   """A trained stage's record: best held-out step and metrics, val metrics, history."""
   start = time.time()
   return dict(
       extra,
       best_step=result['best']['step'],
-      holdout={k: v for k, v in result['best'].items() if k in trainer.COCO_KEYS},
-      val=_val_metrics(params, result['best_checkpoint'], data_dir),
+      holdout={k: v for k, v in result['best'].items() if k in trainer.METRIC_KEYS},
+      val=s.val_metrics(params, result['best_checkpoint']),
       history=result['history'],
       train_seconds=result['train_seconds'],
       checkpoint=result['best_checkpoint'],
       val_eval_seconds=time.time() - start)
 
 
+def teacher_params(s: Settings):
+  """The teacher's experiment config, pointed at this run's data."""
+  return trainer.build_params(s.teacher_experiment,
+                              params_override=join_overrides(s.data_override(),
+                                                             s.teacher_override),
+                              gin_files=s.gin_files, gin_params=s.gin_params)
+
+
 def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, Any]:
   """Trains the teacher to its held-out plateau; evaluates its best checkpoint on val."""
-  _fresh(s, 'teacher')
+  fresh(s, 'teacher')
   model_dir = s.dir('teacher')
   done = trainer.read_json(os.path.join(model_dir, 'teacher_metrics.json'))
   if done:
-    progress(f'teacher: complete in {model_dir} (best held-out AP '
-             f'{100 * done["holdout"]["AP"]:.1f} at step {done["best_step"]}), skipped')
+    progress(f'teacher: complete in {model_dir} (best held-out {s.metric_name} '
+             f'{100 * done["holdout"][s.metric]:.1f} at step {done["best_step"]}), skipped')
     return done
-  params = trainer.build_params(s.teacher_experiment,
-                                params_override=_join(data_override(s.data_dir),
-                                                      s.teacher_override),
-                                gin_files=s.gin_files, gin_params=s.gin_params)
+  params = teacher_params(s)
   tf_keras.utils.set_random_seed(s.seed)
   progress(f'teacher: {s.teacher_experiment}, up to {params.trainer.train_steps} steps, '
-           f'held-out AP every {params.trainer.validation_interval}; {model_dir}')
+           f'held-out {s.metric_name} every {params.trainer.validation_interval}; {model_dir}')
   result = trainer.train_to_plateau(
-      params, model_dir, trainer.Plateau(patience=s.plateau_patience),
+      params, model_dir, trainer.Plateau(metric=s.metric, patience=s.plateau_patience),
       progress=lambda line: progress('  ' + line))
-  summary = _summary(params, result, s.data_dir, experiment=s.teacher_experiment,
+  summary = _summary(params, result, s, experiment=s.teacher_experiment,
                      gin_files=list(s.gin_files), stopped=result['stopped'])
   trainer.write_json(os.path.join(model_dir, 'teacher_metrics.json'), summary)
   return summary
@@ -149,15 +166,12 @@ def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, A
 def export(s: Settings, teacher_summary: Dict[str, Any],
            progress: Callable[[str], None] = print) -> str:
   from projects.self_training.serving import export as export_lib  # pylint: disable=g-import-not-at-top
-  _fresh(s, 'export')
+  fresh(s, 'export')
   path = os.path.join(s.dir('export'), 'saved_model')
   if tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
     progress(f'export: complete in {path}, skipped')
     return path
-  params = trainer.build_params(s.teacher_experiment,
-                                params_override=_join(data_override(s.data_dir),
-                                                      s.teacher_override),
-                                gin_files=s.gin_files, gin_params=s.gin_params)
+  params = teacher_params(s)
   start = time.time()
   path = export_lib.export_detector(params, teacher_summary['checkpoint'], s.dir('export'))
   progress(f'export: {path} ({time.time() - start:.0f} s)')
@@ -167,11 +181,11 @@ def export(s: Settings, teacher_summary: Dict[str, Any],
 def pseudo_label(s: Settings, saved_model: str,
                  progress: Callable[[str], None] = print) -> Dict[str, Any]:
   from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
-  _fresh(s, 'pseudo')
+  fresh(s, 'pseudo')
   out = s.dir('pseudo')
   done = trainer.read_json(os.path.join(out, labeler.SUMMARY))
   if done:
-    _same_settings('pseudo', out, done,
+    same_settings('pseudo', out, done,
                    {'threshold': s.threshold, 'ignore_threshold': s.ignore_threshold})
     progress(f'pseudo: complete in {out} ({done["num_images"]} images, '
              f'{done["boxes_per_image"]:.2f} boxes/image), skipped')
@@ -220,7 +234,7 @@ def pseudo_quality(s: Settings, saved_model: str,
 def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: str,
              extra_override: str = '', progress: Callable[[str], None] = print) -> Dict[str, Any]:
   """Trains `experiment` from `init_checkpoint` for `student_steps` steps (control/student)."""
-  _fresh(s, stage)
+  fresh(s, stage)
   model_dir = s.dir(stage)
   wanted = {'experiment': experiment, 'steps': s.student_steps,
             'learning_rate': s.student_learning_rate, 'warmup_steps': s.student_warmup_steps,
@@ -230,8 +244,9 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: str,
     wanted.update(threshold=s.threshold, ignore_threshold=s.ignore_threshold)
   done = trainer.read_json(os.path.join(model_dir, RESULT))
   if done:
-    _same_settings(stage, model_dir, done.get('settings', {}), wanted)
-    progress(f'{stage}: complete in {model_dir} (val AP {100 * done["val"]["AP"]:.1f}), skipped')
+    same_settings(stage, model_dir, done.get('settings', {}), wanted)
+    progress(f'{stage}: complete in {model_dir} (val {s.metric_name} '
+             f'{100 * done["val"][s.metric]:.1f}), skipped')
     return done
   steps = s.student_steps
   schedule = (f'trainer.train_steps={steps},'
@@ -245,14 +260,15 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: str,
               f'task.init_checkpoint={init_checkpoint},task.init_checkpoint_modules=all,'
               f'task.train_data.seed={s.seed}')
   params = trainer.build_params(
-      experiment, params_override=_join(data_override(s.data_dir), schedule, extra_override,
+      experiment, params_override=join_overrides(s.data_override(), schedule, extra_override,
                                         s.student_override),
       gin_files=s.gin_files, gin_params=s.gin_params)
   tf_keras.utils.set_random_seed(s.seed)
   progress(f'{stage}: {experiment}, {steps} steps from the teacher; {model_dir}')
-  result = trainer.train_to_plateau(params, model_dir, trainer.Plateau(patience=10 ** 6),
+  result = trainer.train_to_plateau(params, model_dir,
+                                    trainer.Plateau(metric=s.metric, patience=10 ** 6),
                                     progress=lambda line: progress('  ' + line))
-  summary = _summary(params, result, s.data_dir, experiment=experiment, steps=steps,
+  summary = _summary(params, result, s, experiment=experiment, steps=steps,
                      seed=s.seed, settings=wanted)
   trainer.write_json(os.path.join(model_dir, RESULT), summary)
   return summary

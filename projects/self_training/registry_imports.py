@@ -6,3 +6,4 @@ from projects.self_training.configs import retinanet
 from projects.self_training.configs import student
 from projects.self_training.tasks import retinanet_student
 from projects.self_training.configs import segmentation
+from projects.self_training.tasks import segmentation as segmentation_task

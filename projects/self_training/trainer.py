@@ -25,6 +25,7 @@ from official.core import train_lib
 from official.core import train_utils
 from official.modeling import performance
 from official.vision import registry_imports  # pylint: disable=unused-import
+from official.vision.utils import summary_manager
 
 from projects.self_training import registry_imports as _  # pylint: disable=unused-import
 from projects.self_training.configs import augment
@@ -34,6 +35,8 @@ from projects.self_training.jsonio import write_json  # pylint: disable=unused-i
 HISTORY_FILE = 'plateau_history.json'
 BEST_SUBDIR = 'best_ckpt'
 COCO_KEYS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'ARmax100')
+# Held-out metrics a plateau run records: COCO's for detection, mean IoU for segmentation.
+METRIC_KEYS = COCO_KEYS + ('mean_iou',)
 
 
 class ConfigError(ValueError):
@@ -69,15 +72,29 @@ class ExperimentParser(train_utils.ExperimentParser):
     params = super().parse_config_file(params)
     aug = augment.augmentation()
     if aug is not None:
-      apply_to = getattr(params.task, 'train_data', None)
-      if apply_to is None or not hasattr(apply_to, 'parser'):
+      # Detection data configs hold a `parser`; segmentation ones are their own parser.
+      def parser_of(data):
+        if data is None:
+          return None
+        return data.parser if hasattr(data, 'parser') else (
+            data if hasattr(data, 'aug_type') else None)
+      train = parser_of(getattr(params.task, 'train_data', None))
+      if train is None:
         raise ConfigError(f'{aug.name}: experiment {self._flags_obj.experiment!r} has no '
                           'train_data.parser to augment')
       # A student's pseudo-labeled half is augmented like its human half.
-      for data in (apply_to, getattr(params.task, 'pseudo_data', None)):
-        if data is not None:
-          augment.apply_augmentation(data.parser, aug, params.task.model.input_size[0])
+      for parser in (train, parser_of(getattr(params.task, 'pseudo_data', None))):
+        if parser is not None:
+          augment.apply_augmentation(parser, aug, params.task.model.input_size[0])
     return params
+
+
+def quiet_logs():
+  """Keeps Model Garden's per-step INFO logs and Keras warnings out of the job's output."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.ERROR)
+  tf.get_logger().setLevel('ERROR')
+  warnings.filterwarnings('ignore', category=UserWarning)
 
 
 def project_experiments() -> List[str]:
@@ -144,6 +161,12 @@ def _strategy(params):
       tpu_address=params.runtime.tpu)
 
 
+def _eval_summaries(params, model_dir: str):
+  """Model Garden's eval summary manager (images too when the task makes them), as its
+  `vision/train.py` builds it."""
+  return summary_manager.maybe_build_eval_summary_manager(params=params, model_dir=model_dir)
+
+
 def run_experiment(params, model_dir: str, mode: str) -> Dict[str, float]:
   """Model Garden's `train`, `eval`, `train_and_eval`, `continuous_eval` modes.
 
@@ -157,7 +180,8 @@ def run_experiment(params, model_dir: str, mode: str) -> Dict[str, float]:
   with strategy.scope():
     task = task_factory.get_task(params.task, logging_dir=model_dir)
   runner = train_lib.OrbitExperimentRunner(
-      distribution_strategy=strategy, task=task, mode=mode, params=params, model_dir=model_dir)
+      distribution_strategy=strategy, task=task, mode=mode, params=params, model_dir=model_dir,
+      eval_summary_manager=_eval_summaries(params, model_dir))
   logs = None
   with strategy.scope():
     if mode == 'eval':
@@ -216,13 +240,13 @@ def train_to_plateau(params, model_dir: str, plateau: Plateau = Plateau(),
     task = task_factory.get_task(params.task, logging_dir=model_dir)
   runner = train_lib.OrbitExperimentRunner(
       distribution_strategy=strategy, task=task, mode='train_and_eval', params=params,
-      model_dir=model_dir)
+      model_dir=model_dir, eval_summary_manager=_eval_summaries(params, model_dir))
   controller, trainer = runner.controller, runner.trainer
   total = params.trainer.train_steps
   interval = params.trainer.validation_interval
   batch = params.task.train_data.global_batch_size
-  if getattr(params.task, 'pseudo_data', None) is not None:  # a student step reads both
-    from projects.self_training.configs import student  # pylint: disable=g-import-not-at-top
+  from projects.self_training.configs import student  # pylint: disable=g-import-not-at-top
+  if student.has_pseudo_data(params.task):  # a student step reads both
     batch += student.pseudo_batch_size(params.task)
   step = int(trainer.global_step.numpy())
   history = [h for h in history if h['step'] <= step]
@@ -241,10 +265,12 @@ def train_to_plateau(params, model_dir: str, plateau: Plateau = Plateau(),
       entry = {'step': target, 'train_seconds': seconds,
                'images_per_second': (target - step) * batch / max(seconds, 1e-9),
                # pycocotools reports -1 when there is no detection at all: that is AP 0.
-               **{k: max(logs[k], 0.0) for k in COCO_KEYS if k in logs}}
+               **{k: max(logs[k], 0.0) for k in METRIC_KEYS if k in logs}}
       history.append(entry)
       step = target
-      progress(f'step {step:>6d}/{total}  held-out AP {entry.get(plateau.metric, float("nan")):.4f}'
+      name = 'AP' if plateau.metric == 'AP' else plateau.metric.replace('mean_iou', 'mIoU')
+      progress(f'step {step:>6d}/{total}  held-out {name} '
+               f'{entry.get(plateau.metric, float("nan")):.4f}'
                f'  ({entry["images_per_second"]:.0f} img/s)')
       if plateau.reached(history):
         state['stopped'] = 'plateau'
@@ -260,11 +286,15 @@ def train_to_plateau(params, model_dir: str, plateau: Plateau = Plateau(),
 
 def evaluate_checkpoint(params, checkpoint: str, input_path: str,
                         annotation_file: Optional[str]) -> Dict[str, float]:
-  """COCO metrics of one checkpoint on one split, through the task's own eval step."""
-  params = params.replace(task={
-      'annotation_file': annotation_file,
-      'validation_data': {'input_path': input_path},
-  })
+  """The eval metrics of one checkpoint on one split, through the task's own eval step.
+
+  COCO metrics for detection (`annotation_file` is the split's COCO JSON), mean IoU for
+  segmentation (`annotation_file` None).
+  """
+  override = {'validation_data': {'input_path': input_path}}
+  if annotation_file is not None:
+    override['annotation_file'] = annotation_file
+  params = params.replace(task=override)
   task = task_factory.get_task(params.task)
   model = task.build_model()
   tf.train.Checkpoint(model=model).read(checkpoint).expect_partial()

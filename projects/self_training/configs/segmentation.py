@@ -7,7 +7,9 @@ upsampled to P2 and merged by a sum (Model Garden's `pyramid_fusion` at level 2)
 three 3x3 convolutions and a 1x1 convolution for the 21 classes.
 """
 
+import dataclasses
 import os
+from typing import Optional
 
 from official.core import config_definitions as cfg
 from official.core import exp_factory
@@ -17,6 +19,7 @@ from official.vision.configs import decoders
 from official.vision.configs import semantic_segmentation as seg_cfg
 
 from projects.self_training.configs import retinanet
+from projects.self_training.configs import student
 from projects.self_training.modeling import efficientnet_l2  # pylint: disable=unused-import
 
 VOC_NUM_CLASSES = 21  # 20 classes + background; 255 is the ignore label.
@@ -25,16 +28,47 @@ PASCAL_TRAIN_EXAMPLES = 1464   # VOC 2012 `train`: the paper's labeled set (Tabl
 PASCAL_VAL_EXAMPLES = 1449
 PASCAL_INPUT_PATH_BASE = os.environ.get('PASCAL_TFRECORD_DIR', 'pascal')
 
-# Section 3.2 / Appendix H: learning rate and steps per backbone.
+# Section 3.2 / Appendix H: learning rate and steps per backbone; the self-training batch
+# (half human, half pseudo-labeled).
 PAPER_RECIPES = {
-    'b7': dict(base_lr=0.08, train_steps=40_000),
-    'l2': dict(base_lr=0.2, train_steps=20_000),
+    'b7': dict(base_lr=0.08, train_steps=40_000, self_training_batch=512),
+    'l2': dict(base_lr=0.2, train_steps=20_000, self_training_batch=256),
 }
+
+
+@dataclasses.dataclass
+class DataConfig(seg_cfg.DataConfig):
+  """Model Garden's segmentation data config plus a policy that moves masks with images.
+
+  `aug_type` is Model Garden's `common.Augmentation` (AutoAugment / RandAugment), the
+  field `configs/augment.apply_augmentation` writes for Augment-S2..S4; Model Garden's own
+  segmentation parser never reads its `aug_policy`, so this project's parser applies it.
+  """
+  aug_type: Optional[common.Augmentation] = None
+
+
+@dataclasses.dataclass
+class SelfTrainingSegmentationTask(seg_cfg.SemanticSegmentationTask):
+  """Model Garden's segmentation task; with `pseudo_data` set, a self-training student.
+
+  Without pseudo data it trains on `train_data` alone (the teacher, the controls), with
+  the mask-aware augmentation of `train_data.aug_type`. With it, each step takes one batch
+  of human and one of pseudo labels (`pseudo_data.global_batch_size`, 0: as many as the
+  human batch) and combines their losses with `loss_normalization`.
+  """
+  train_data: DataConfig = dataclasses.field(
+      default_factory=lambda: DataConfig(is_training=True))
+  validation_data: DataConfig = dataclasses.field(
+      default_factory=lambda: DataConfig(is_training=False))
+  pseudo_data: DataConfig = dataclasses.field(
+      default_factory=lambda: DataConfig(is_training=True))
+  loss_normalization: student.LossNormalization = dataclasses.field(
+      default_factory=student.LossNormalization)
 
 
 def _segmentation_task(num_classes, input_size, max_level, backbone, decoder, head,
                        norm_activation, train_data, validation_data, l2_weight_decay):
-  return seg_cfg.SemanticSegmentationTask(
+  return SelfTrainingSegmentationTask(
       model=seg_cfg.SemanticSegmentationModel(
           num_classes=num_classes,
           input_size=input_size,
@@ -60,13 +94,13 @@ def _experiment(dtype, task, trainer) -> cfg.ExperimentConfig:
       ])
 
 
-def _data(input_path, size, batch, is_training, **kwargs) -> seg_cfg.DataConfig:
+def _data(input_path, size, batch, is_training, **kwargs) -> DataConfig:
   """Train data: flip + scale jitter 0.8-1.2 (Augment-S1); eval data keeps every image."""
   if is_training:
     kwargs = dict(dict(aug_rand_hflip=True, aug_scale_min=0.8, aug_scale_max=1.2), **kwargs)
   else:
     kwargs = dict(dict(drop_remainder=False), **kwargs)
-  return seg_cfg.DataConfig(input_path=input_path, output_size=[size, size],
+  return DataConfig(input_path=input_path, output_size=[size, size],
                             is_training=is_training, global_batch_size=batch, **kwargs)
 
 
@@ -143,7 +177,7 @@ def emoji_segmentation() -> cfg.ExperimentConfig:
   data_dir = retinanet.embedded_data_dir()
   size = retinanet.EMBEDDED_IMAGE_SIZE
   steps = EMBEDDED_TRAIN_STEPS
-  return _experiment(
+  config = _experiment(
       'float32',
       _segmentation_task(
           num_classes=VOC_NUM_CLASSES,
@@ -171,3 +205,59 @@ def emoji_segmentation() -> cfg.ExperimentConfig:
           max_to_keep=20,
           optimizer_config=retinanet.cosine_sgd(steps, base_lr=0.08, warmup_steps=100,
                                                 warmup_lr=0.008)))
+  # Eval-time image summaries and the train mIoU metric cost time the embedded run lacks.
+  config.task.allow_image_summary = False
+  config.task.evaluation.report_train_mean_iou = False
+  return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Students: the teacher's experiment plus pseudo-labeled data (same parser settings).
+# ---------------------------------------------------------------------------------------------
+
+
+def student_from(teacher: cfg.ExperimentConfig, pseudo_input_path: str = '',
+                 human_batch_size: Optional[int] = None) -> cfg.ExperimentConfig:
+  """A segmentation student of `teacher`: same model, schedule, parser and augmentation.
+
+  The pseudo half reads `pseudo_input_path` with the human half's settings and, with
+  `global_batch_size` 0, the human half's batch size. `human_batch_size` sets the human
+  half (the paper's L2 student: 128 + 128).
+  """
+  config = teacher.replace(task={'pseudo_data': teacher.task.train_data.as_dict()})
+  config.task.pseudo_data.input_path = pseudo_input_path
+  config.task.pseudo_data.global_batch_size = 0
+  if human_batch_size:
+    config.task.train_data.global_batch_size = human_batch_size
+  config.task.init_checkpoint_modules = 'all'
+  return config
+
+
+@exp_factory.register_config_factory('emoji_segmentation_student')
+def emoji_segmentation_student() -> cfg.ExperimentConfig:
+  """The embedded segmentation student: the teacher's batch of human + as many pseudo masks.
+
+  Set `task.pseudo_data.input_path` to the segmentation pseudo-labeler's records and
+  `task.init_checkpoint` to the teacher's checkpoint (`./run.sh segmentation` does both).
+  """
+  return student_from(emoji_segmentation(), os.path.join(
+      student.EMBEDDED_RUNS_DIR, 'segmentation', 'pseudo', 'pseudo-*-of-*.tfrecord'))
+
+
+def _pascal_student(model_id: str):
+  def factory() -> cfg.ExperimentConfig:
+    recipe = PAPER_RECIPES[model_id]
+    return student_from(nasfpn_efficientnet_pascal(model_id),
+                        os.path.join(PASCAL_INPUT_PATH_BASE, 'pseudo', 'pseudo-*-of-*.tfrecord'),
+                        human_batch_size=recipe['self_training_batch'] // 2)
+  name = f'seg_nasfpn_efficientnet{model_id}_pascal_student'
+  factory.__doc__ = (f'Self-training student of `seg_nasfpn_efficientnet{model_id}_pascal`: '
+                     f'{PAPER_RECIPES[model_id]["self_training_batch"]} images per step, half '
+                     'human (PASCAL train), half pseudo-labeled (the aug set); loss '
+                     'normalization; initialized from the teacher.')
+  factory.__name__ = name
+  exp_factory.register_config_factory(name)(factory)
+
+
+for _model_id in PAPER_RECIPES:
+  _pascal_student(_model_id)

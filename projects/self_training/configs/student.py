@@ -47,6 +47,12 @@ def pseudo_batch_size(task) -> int:
   return task.pseudo_data.global_batch_size or task.train_data.global_batch_size
 
 
+def has_pseudo_data(task) -> bool:
+  """True for a student task: one with pseudo-labeled data to read."""
+  pseudo = getattr(task, 'pseudo_data', None)
+  return pseudo is not None and bool(pseudo.input_path or pseudo.tfds_name)
+
+
 def student_from(teacher: cfg.ExperimentConfig, pseudo_input_path: str = '',
                  pseudo_batch_size: int = 0) -> cfg.ExperimentConfig:
   """A student experiment built from a teacher experiment: same model, data and schedule.

@@ -1,6 +1,15 @@
 r"""Pseudo-labels unlabeled images with an exported teacher (the SavedModel alone).
 
-Boxes with score >= `--threshold` (the paper's hard threshold, 0.5) are kept and written
+Detection and segmentation alike: the SavedModel's label map (`assets.extra/label_map.json`)
+says which (`"task": "segmentation"`, else detection).
+
+Segmentation: the teacher's class probabilities (averaged over its export's scales and
+flips) give each pixel its top class where that probability is >= `--threshold` (0.5)
+and the ignore label (255) elsewhere; the records have the schema of the human masks
+(`image/segmentation/class/encoded`, PNG). The summary gives the fraction of ignored
+pixels and the class pixel histogram.
+
+Detection: boxes with score >= `--threshold` (the paper's hard threshold, 0.5) are kept and written
 as TFRecords in the schema of the human labels (Model Garden's `tf_example_decoder` reads
 both), with the score in `image/object/bbox/confidence`. Images with no kept box are still
 written: they teach background.
@@ -77,7 +86,10 @@ class Teacher:
     self._fn = self._model.signatures['serving_default']
     self._input_name = next(iter(self._fn.structured_input_signature[1]))
     label_map = os.path.join(saved_model_dir, LABEL_MAP)
-    self.categories = read_json(label_map)['categories'] if tf.io.gfile.exists(label_map) else []
+    self.label_map = read_json(label_map) if tf.io.gfile.exists(label_map) else {}
+    self.categories = self.label_map.get('categories', [])
+    self.task = self.label_map.get('task', 'detection')
+    self.ignore_label = int(self.label_map.get('ignore_label', 255))
 
   def __call__(self, images: np.ndarray) -> Dict[str, np.ndarray]:
     """Raw serving outputs for a uint8 batch [n, h, w, 3] of one size."""
@@ -109,6 +121,11 @@ class Labeled:
     builder.add_ints_feature('image/object/is_crowd', [0] * len(b))
     return builder.example.SerializeToString(deterministic=True)
 
+  def stats(self) -> Dict[str, Any]:
+    real = self.classes[self.classes != IGNORE_CLASS]
+    return {'per_class': collections.Counter(int(c) for c in real), 'empty': int(len(real) == 0),
+            'ignored': int(len(self.classes) - len(real)), 'pixels': 0}
+
   def coco(self, image_id: Any, first_annotation_id: int) -> Tuple[Dict, List[Dict]]:
     image = {'id': image_id, 'height': self.height, 'width': self.width}
     anns = []
@@ -122,6 +139,44 @@ class Labeled:
                    'bbox': [round(float(v), 3) for v in (x0, y0, w, h)],
                    'area': round(float(w * h), 3), 'iscrowd': 0})
     return image, anns
+
+
+@dataclasses.dataclass
+class SegLabeled:
+  """One image's pseudo mask: a class per pixel, `ignore_label` where the teacher is unsure."""
+  source_id: str
+  encoded: bytes
+  height: int
+  width: int
+  mask: np.ndarray   # uint8 [height, width]
+  ignore_label: int = 255
+
+  def example(self) -> bytes:
+    builder = tf_example_builder.TfExampleBuilder()
+    builder.add_encoded_image_feature(self.encoded, 'JPEG', self.height, self.width, 3,
+                                      self.source_id.encode())
+    builder.add_semantic_mask_matrix_feature(self.mask)
+    return builder.example.SerializeToString(deterministic=True)
+
+  def coco(self, image_id: Any, first_annotation_id: int) -> Tuple[Dict, List[Dict]]:
+    del first_annotation_id
+    return {'id': image_id, 'height': self.height, 'width': self.width}, []
+
+  def stats(self) -> Dict[str, Any]:
+    values, counts = np.unique(self.mask, return_counts=True)
+    per_class = collections.Counter({int(v): int(c) for v, c in zip(values, counts)
+                                     if v != self.ignore_label})
+    ignored = int(self.mask.size - sum(per_class.values()))
+    return {'per_class': per_class, 'empty': int(ignored == self.mask.size),
+            'ignored': ignored, 'pixels': int(self.mask.size)}
+
+
+def segmentation_mask(probabilities: np.ndarray, threshold: float,
+                      ignore_label: int = 255) -> np.ndarray:
+  """The top class per pixel where its probability is >= threshold, else `ignore_label`."""
+  top = np.argmax(probabilities, axis=-1)
+  confident = np.max(probabilities, axis=-1) >= threshold
+  return np.where(confident, top, ignore_label).astype(np.uint8)
 
 
 def keep(outputs: Dict[str, np.ndarray], i: int, threshold: float,
@@ -184,6 +239,11 @@ def label_chunk(teacher: Teacher, chunk: Sequence[Tuple], threshold: float,
     outputs = teacher(np.stack([chunk[p][1] for p in positions]))
     for i, p in enumerate(positions):
       item, pixels, stored, _ = chunk[p]
+      if teacher.task == 'segmentation':
+        mask = segmentation_mask(outputs['probabilities'][i], threshold, teacher.ignore_label)
+        results[p] = SegLabeled(item.source_id, stored, pixels.shape[0], pixels.shape[1],
+                                mask, teacher.ignore_label)
+        continue
       boxes, classes, scores = keep(outputs, i, threshold, ignore_threshold)
       results[p] = Labeled(item.source_id, stored, pixels.shape[0], pixels.shape[1],
                            boxes, classes, scores)
@@ -221,7 +281,7 @@ def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int
   tmp = os.path.join(output_dir, f'.{name}.tfrecord.tmp-{os.getpid()}')
   images, annotations, skipped = [], [], []
   per_class = collections.Counter()
-  num_empty = num_ignored = 0
+  num_empty = num_ignored = num_pixels = 0
   start = time.time()
   bar = tqdm.tqdm(desc=f'pseudo-label {name}', unit='img', disable=not progress,
                   mininterval=2, file=sys.stdout)
@@ -240,10 +300,11 @@ def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int
               _image_id(item.source_id, len(images)), len(annotations) + 1)
           images.append(image)
           annotations.extend(anns)
-          real = labeled.classes[labeled.classes != IGNORE_CLASS]
-          per_class.update(int(c) for c in real)
-          num_empty += int(len(real) == 0)
-          num_ignored += int(len(labeled.classes) - len(real))
+          stats = labeled.stats()
+          per_class.update(stats['per_class'])
+          num_empty += stats['empty']
+          num_ignored += stats['ignored']
+          num_pixels += stats['pixels']
   except BaseException:
     bar.close()
     if tf.io.gfile.exists(tmp):
@@ -251,11 +312,13 @@ def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int
     raise
   bar.close()
   seconds = time.time() - start
+  unit = 'pixels' if teacher.task == 'segmentation' else 'boxes'
   sidecar = {
       'shard': name, 'records': os.path.basename(final), 'num_images': len(images),
       'num_boxes': len(annotations), 'num_empty_images': num_empty,
-      'num_ignore_boxes': num_ignored,
-      'boxes_per_class': {str(k): v for k, v in sorted(per_class.items())},
+      'num_ignore_boxes' if unit == 'boxes' else 'num_ignored_pixels': num_ignored,
+      'num_pixels': num_pixels,
+      f'{unit}_per_class': {str(k): v for k, v in sorted(per_class.items())},
       'num_skipped': len(skipped), 'skipped': skipped, 'seconds': seconds,
       'images_per_second': len(images) / max(seconds, 1e-9),
       'images': images, 'annotations': annotations,
@@ -279,25 +342,44 @@ def merge(output_dir: str, num_shards: int, teacher_path: str, categories: List[
     images.extend(s['images'])
     for a in s['annotations']:
       annotations.append(dict(a, id=len(annotations) + 1))
+  segmentation = 'pixels_per_class' in shards[0]
+  unit = 'pixels' if segmentation else 'boxes'
   per_class = collections.Counter()
   for s in shards:
-    per_class.update({int(k): v for k, v in s['boxes_per_class'].items()})
+    per_class.update({int(k): v for k, v in s[f'{unit}_per_class'].items()})
   names = {int(c['id']): c['name'] for c in categories}
   num_images = sum(s['num_images'] for s in shards)
-  summary = {
+  common = {
       'saved_model': teacher_path, 'input': source, 'threshold': threshold,
-      'ignore_threshold': ignore_threshold,
-      'num_ignore_boxes': sum(s.get('num_ignore_boxes', 0) for s in shards),
       'num_shards': num_shards, 'num_images': num_images,
-      'num_boxes': sum(s['num_boxes'] for s in shards),
-      'boxes_per_image': sum(s['num_boxes'] for s in shards) / max(num_images, 1),
-      'num_empty_images': sum(s['num_empty_images'] for s in shards),
-      'boxes_per_class': {names.get(k, str(k)): v for k, v in sorted(per_class.items())},
       'num_skipped': sum(s['num_skipped'] for s in shards),
       'skipped': [x for s in shards for x in s['skipped']],
       'seconds': sum(s['seconds'] for s in shards),
       'records': record_pattern(output_dir),
   }
+  if segmentation:
+    num_pixels = sum(s['num_pixels'] for s in shards)
+    labeled = sum(per_class.values())
+    summary = dict(
+        common, task='segmentation',
+        num_pixels=num_pixels,
+        ignored_pixel_fraction=sum(s['num_ignored_pixels'] for s in shards) / max(num_pixels, 1),
+        num_empty_images=sum(s['num_empty_images'] for s in shards),
+        pixels_per_class={names.get(k, str(k)): v for k, v in sorted(per_class.items())},
+        class_histogram={names.get(k, str(k)): round(v / max(labeled, 1), 6)
+                         for k, v in sorted(per_class.items())})
+    write_json(os.path.join(output_dir, COCO_JSON),
+               {'images': images, 'annotations': [], 'categories': categories}, indent=None)
+    write_json(os.path.join(output_dir, SUMMARY), summary)
+    return summary
+  summary = dict(
+      common,
+      ignore_threshold=ignore_threshold,
+      num_ignore_boxes=sum(s.get('num_ignore_boxes', 0) for s in shards),
+      num_boxes=sum(s['num_boxes'] for s in shards),
+      boxes_per_image=sum(s['num_boxes'] for s in shards) / max(num_images, 1),
+      num_empty_images=sum(s['num_empty_images'] for s in shards),
+      boxes_per_class={names.get(k, str(k)): v for k, v in sorted(per_class.items())})
   write_json(os.path.join(output_dir, COCO_JSON),
              {'images': images, 'annotations': annotations, 'categories': categories},
              indent=None)
@@ -342,6 +424,19 @@ def run(saved_model: str, source: str, output_dir: str, threshold: float = DEFAU
   return summary or {'complete': False, 'output_dir': output_dir}
 
 
+def describe(summary: Dict[str, Any]) -> str:
+  """One line on a complete pseudo-label set."""
+  if summary.get('task') == 'segmentation':
+    return (f'pseudo-label: {summary["num_images"]} images, '
+            f'{100 * summary["ignored_pixel_fraction"]:.1f}% of pixels ignored, '
+            f'{summary["num_empty_images"]} wholly ignored, {summary["num_skipped"]} skipped '
+            f'-> {summary["records"]}')
+  return (f'pseudo-label: {summary["num_images"]} images, {summary["num_boxes"]} boxes '
+          f'({summary["boxes_per_image"]:.2f}/image), {summary["num_empty_images"]} with no box, '
+          f'{summary["num_ignore_boxes"]} ignore regions, {summary["num_skipped"]} skipped '
+          f'-> {summary["records"]}')
+
+
 FLAGS = flags.FLAGS
 
 
@@ -375,10 +470,7 @@ def main(argv):
   if summary.get('complete') is False:
     print(f'pseudo-label: shard done; other shards still missing in {FLAGS.output_dir}')
     return
-  print(f'pseudo-label: {summary["num_images"]} images, {summary["num_boxes"]} boxes '
-        f'({summary["boxes_per_image"]:.2f}/image), {summary["num_empty_images"]} with no box, '
-        f'{summary["num_ignore_boxes"]} ignore regions, {summary["num_skipped"]} skipped '
-        f'-> {summary["records"]}')
+  print(describe(summary))
   for s in summary['skipped'][:20]:
     print(f'  skipped {s["source_id"]} ({s["input"]}): {s["reason"]}')
 

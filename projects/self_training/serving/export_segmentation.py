@@ -1,0 +1,160 @@
+r"""Exports a trained segmenter as a multi-scale SavedModel for the segmentation pseudo-labeler.
+
+The teacher's pseudo labels in the paper are class probabilities averaged over scales
+0.5-1.75 (and optionally a horizontal flip) at the original resolution; the averaging lives in
+the SavedModel (`serving.segmentation.MultiScaleSegmentationModule`) so the labeler needs
+nothing but the export. Two signatures, both returning `probabilities` [batch, h, w,
+num_classes] (float32, summing to 1 per pixel) and `image_info` [batch, 4, 2]:
+
+  serving_default     uint8 images [batch, height, width, 3] (one size per call)
+  serving_bytes       encoded images (JPEG/PNG/...) [batch]
+
+`assets.extra/label_map.json` inside the SavedModel directory says what it computes:
+`{"task": "segmentation", "categories": [{"id": 0, "name": "background"}, ...],
+"ignore_label": 255, "scales": [...], "input_sizes": [[h, w] per scale], "flip": false,
+"checkpoint": ...}`, with the experiment's `params.yaml` beside it.
+
+  python -m projects.self_training.serving.export_segmentation --model_dir=runs/seg_teacher \
+      --export_dir=runs/seg_teacher_export [--scales=0.5,0.75,1,1.25,1.5,1.75] [--flip]
+"""
+
+import json
+import os
+import sys
+from typing import Dict, List, Optional, Sequence
+
+from absl import app
+from absl import flags
+import tensorflow as tf
+
+from official.core import config_definitions as cfg
+from official.vision.configs import semantic_segmentation as seg_cfg
+from official.vision.serving import export_saved_model_lib
+
+from projects.self_training import trainer
+from projects.self_training.data import categories
+from projects.self_training.pseudo_label.labeler import LABEL_MAP
+from projects.self_training.serving import segmentation
+from projects.self_training.serving.export import SIGNATURES
+from projects.self_training.serving.export import teacher_checkpoint
+
+DEFAULT_SCALES = segmentation.DEFAULT_SCALES
+DEFAULT_EXPERIMENT = 'emoji_segmentation'
+
+
+def label_map_of(params: cfg.ExperimentConfig) -> List[Dict[str, object]]:
+  """Class ids 0..num_classes-1 with PASCAL VOC's names (id 0 is the background)."""
+  names = categories.VOC_NAMES
+  return [{'id': i, 'name': names[i] if i < len(names) else f'class_{i}'}
+          for i in range(params.task.model.num_classes)]
+
+
+def export_segmenter(params: cfg.ExperimentConfig, checkpoint: str, export_dir: str,
+                     scales: Sequence[float] = DEFAULT_SCALES, flip: bool = False,
+                     batch_size: Optional[int] = None) -> str:
+  """Writes `export_dir/saved_model` (+ label map) from one checkpoint; returns its path.
+
+  Written under a temporary name and renamed when complete, so a killed export never
+  leaves a directory that looks like a SavedModel.
+  """
+  if not checkpoint or not tf.io.gfile.exists(checkpoint + '.index'):
+    raise trainer.ConfigError(f'checkpoint not found: {checkpoint}')
+  if not isinstance(params.task, seg_cfg.SemanticSegmentationTask):
+    raise trainer.ConfigError(f'not a segmentation experiment: {type(params.task).__name__}')
+  try:
+    scales = segmentation.check_scales(scales)
+  except ValueError as e:
+    raise trainer.ConfigError(str(e)) from None
+  module = segmentation.MultiScaleSegmentationModule(
+      params, batch_size=batch_size, scales=scales, flip=flip)
+  final = os.path.join(export_dir, 'saved_model')
+  tmp = os.path.join(export_dir, f'.saved_model.tmp-{os.getpid()}')
+  for path in (tmp, final):
+    if tf.io.gfile.exists(path):
+      tf.io.gfile.rmtree(path)
+  export_saved_model_lib.export_inference_graph(
+      input_type='image_tensor',
+      batch_size=batch_size,
+      input_image_size=list(params.task.model.input_size[:2]),
+      params=params,
+      checkpoint_path=checkpoint,
+      export_dir=tmp,
+      export_module=module,
+      function_keys=SIGNATURES)
+  tf.io.gfile.makedirs(os.path.join(tmp, 'assets.extra'))
+  with tf.io.gfile.GFile(os.path.join(tmp, LABEL_MAP), 'w') as f:
+    json.dump({'task': 'segmentation',
+               'categories': label_map_of(params),
+               'ignore_label': int(params.task.losses.ignore_label),
+               'scales': list(scales),
+               'input_sizes': [list(s) for s in module.pass_sizes],
+               'flip': bool(flip),
+               'checkpoint': checkpoint}, f, indent=1)
+  tf.io.gfile.rename(tmp, final)
+  return final
+
+
+def parse_scales(text: Sequence[str]) -> List[float]:
+  """`--scales` values as floats; a ConfigError names the first one that is not a number."""
+  out = []
+  for value in text:
+    try:
+      out.append(float(value))
+    except ValueError:
+      raise trainer.ConfigError(f'--scales: not a number: {value!r}') from None
+  return out
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string('model_dir', None, 'A training directory (params.yaml + checkpoints); '
+                      'its best checkpoint is exported unless --checkpoint_path is given.')
+  flags.DEFINE_string('checkpoint_path', None, 'A checkpoint prefix to export.')
+  flags.DEFINE_string('experiment', None,
+                      f'Registered experiment (default: {DEFAULT_EXPERIMENT}, refined by '
+                      '--model_dir\'s params.yaml).')
+  flags.DEFINE_multi_string('config_file', [], 'YAML config files, as in train.py.')
+  flags.DEFINE_string('params_override', '', 'Model Garden params override.')
+  flags.DEFINE_string('export_dir', None, 'Output directory (gets saved_model/).')
+  flags.DEFINE_integer('batch_size', None, 'Fixed batch size (default: any).')
+  flags.DEFINE_list('scales', [str(s) for s in DEFAULT_SCALES],
+                    'Scales of the model input size, one inference pass each.')
+  flags.DEFINE_bool('flip', False, 'Also run every scale on the horizontally flipped image.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  try:
+    if not FLAGS.export_dir:
+      raise trainer.ConfigError('--export_dir is required')
+    scales = parse_scales(FLAGS.scales)
+    config_files = list(FLAGS.config_file)
+    checkpoint = FLAGS.checkpoint_path
+    experiment = FLAGS.experiment
+    if FLAGS.model_dir:
+      params_yaml = os.path.join(FLAGS.model_dir, 'params.yaml')
+      if not tf.io.gfile.exists(params_yaml):
+        raise trainer.ConfigError(f'--model_dir={FLAGS.model_dir} has no params.yaml')
+      config_files.insert(0, params_yaml)
+      checkpoint = checkpoint or teacher_checkpoint(FLAGS.model_dir)
+      if not checkpoint:
+        raise trainer.ConfigError(f'--model_dir={FLAGS.model_dir} has no checkpoint')
+    if not checkpoint:
+      raise trainer.ConfigError('give --model_dir or --checkpoint_path')
+    params = trainer.build_params(experiment or DEFAULT_EXPERIMENT, config_files,
+                                  FLAGS.params_override)
+    path = export_segmenter(params, checkpoint, FLAGS.export_dir, scales, FLAGS.flip,
+                            FLAGS.batch_size)
+  except trainer.ConfigError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(f'exported {checkpoint} -> {path} (scales {",".join(f"{s:g}" for s in scales)}'
+        f'{", flip" if FLAGS.flip else ""})')
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

@@ -1,0 +1,103 @@
+"""What every self-training student task shares, whatever it predicts.
+
+A student step reads one batch of human labels (`train_data`) and one of pseudo labels
+(`pseudo_data`, the pseudo-labeler's records in the same schema), runs the model on each
+half, computes the task's own loss separately for the two halves (L_h, L_p), and combines
+them with the paper's loss normalization (`losses.loss_normalization.LossNormalization`).
+The two halves go through the model as two calls, so batch-norm statistics are those of
+each half; with alpha = 0 loss and gradients are exactly the supervised task's on the
+human batch.
+
+`SelfTrainingMixin` goes before a Model Garden task class in the bases:
+
+    class SelfTrainingRetinaNetTask(SelfTrainingMixin, retinanet.RetinaNetTask): ...
+
+and the subclass's `train_step` calls `self_training_step` with its per-half loss.
+"""
+
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import tensorflow as tf
+import tf_keras
+
+from projects.self_training.configs.student import has_pseudo_data  # pylint: disable=unused-import
+from projects.self_training.configs.student import pseudo_batch_size
+from projects.self_training.losses import loss_normalization
+
+NORMALIZER_ATTR = 'loss_normalization'
+SELF_TRAINING_METRICS = ('human_loss', 'pseudo_loss', 'ema_human_loss', 'ema_pseudo_loss',
+                         'pseudo_weight')
+
+
+class SelfTrainingMixin:
+  """Pseudo-labeled input, the loss normalizer on the model, the combined train step."""
+
+  def attach_normalizer(self, model: tf_keras.Model) -> tf_keras.Model:
+    """Puts the normalizer on the model, so its EMAs are saved with every checkpoint."""
+    ln = self.task_config.loss_normalization
+    setattr(model, NORMALIZER_ATTR, loss_normalization.LossNormalization(
+        alpha=ln.alpha, ema_decay=ln.ema_decay, normalize=ln.normalize,
+        name='loss_normalization'))
+    return model
+
+  def is_train_data(self, params) -> bool:
+    return params.is_training and params.as_dict() == self.task_config.train_data.as_dict()
+
+  def zip_pseudo(self, params, input_context, build: Callable[..., tf.data.Dataset]):
+    """(human batch, pseudo batch) pairs; `build(params, input_context)` reads one source."""
+    pseudo = self.task_config.pseudo_data
+    if not pseudo.input_path and not pseudo.tfds_name:
+      raise ValueError('task.pseudo_data.input_path is empty: point it at the '
+                       "pseudo-labeler's records (pseudo-*-of-*.tfrecord)")
+    pseudo = pseudo.replace(global_batch_size=pseudo_batch_size(self.task_config))
+    return tf.data.Dataset.zip((build(params, input_context), build(pseudo, input_context)))
+
+  def self_training_metrics(self) -> List[Any]:
+    return [tf_keras.metrics.Mean(name, dtype=tf.float32) for name in SELF_TRAINING_METRICS]
+
+  def self_training_step(
+      self, inputs, model: tf_keras.Model, optimizer,
+      half_loss: Callable[[Any, Any], Tuple[tf.Tensor, Dict[str, tf.Tensor]]],
+      loss_weight: float = 1.0) -> Tuple[tf.Tensor, Dict[str, Any], Dict[str, Any]]:
+    """One optimizer step on a (human, pseudo) pair of batches.
+
+    `half_loss(outputs, labels)` returns the task's loss on one half without regularization
+    (`model.losses` is added once, to the combined loss) and a dict of its parts to log.
+    Returns the total loss, the normalizer's logs, and per half (`'human'`, `'pseudo'`)
+    the model outputs, labels, loss and parts.
+    """
+    (human_images, human_labels), (pseudo_images, pseudo_labels) = inputs
+    num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    normalizer = getattr(model, NORMALIZER_ATTR)
+    with tf.GradientTape() as tape:
+      halves = {}
+      for key, images, labels in (('human', human_images, human_labels),
+                                  ('pseudo', pseudo_images, pseudo_labels)):
+        outputs = model(images, training=True)
+        outputs = tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), outputs)
+        half, parts = half_loss(outputs, labels)
+        halves[key] = {'outputs': outputs, 'labels': labels, 'loss': half, 'parts': parts}
+      combined, st_logs = normalizer(halves['human']['loss'], halves['pseudo']['loss'])
+      loss = combined
+      if model.losses:
+        loss += tf.add_n(model.losses)
+      loss = loss_weight * loss
+      scaled_loss = loss / num_replicas
+      if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+        scaled_loss = optimizer.get_scaled_loss(scaled_loss)
+    tvars = model.trainable_variables
+    grads = tape.gradient(scaled_loss, tvars)
+    if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+      grads = optimizer.get_unscaled_gradients(grads)
+    optimizer.apply_gradients(list(zip(grads, tvars)))
+    return loss, dict(st_logs, model_loss=combined), halves
+
+
+def update_metrics(metrics: Optional[List[Any]], values: Dict[str, Any],
+                   logs: Dict[str, Any]) -> Dict[str, Any]:
+  """Mean metrics named like `values`' keys take those values; the rest are left alone."""
+  for m in metrics or []:
+    if m.name in values:
+      m.update_state(values[m.name])
+      logs[m.name] = m.result()
+  return logs
