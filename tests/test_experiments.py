@@ -11,14 +11,13 @@ from projects.self_training import trainer
 
 # One experiment per distinct model: the _s1.._s4 variants differ only in augmentation
 # and step count (checked by test_all_experiments_validate).
+# One model per family (the test budget has no room for more): ResNet-50 builds like
+# ResNet-101, SpineNet-190 like SpineNet-143 (Table 5's 164M for SpineNet-190 does not match
+# Model Garden's 134.8M anyway; Table 5's 67M for SpineNet-143 does, and is asserted).
 FULL_SCALE_MODELS = {
     'retinanet_efficientnetb7_fpn_coco_s4': None,
-    'retinanet_resnet50_fpn_coco_s4': None,
     'retinanet_resnet101_fpn_coco_s4': None,
-    # Table 5 prints 67M for SpineNet-143; its 164M for SpineNet-190 does not match Model
-    # Garden's SpineNet-190 RetinaNet (134.8M measured), so that one is only reported.
     'retinanet_spinenet143_coco': 67e6,
-    'retinanet_spinenet190_coco': None,
     # Table 6 prints 71M; Model Garden's EfficientNet-B7 is smaller than the TPU code's
     # (57.5M measured for this segmenter), so it is reported, not asserted. The L2 segmenter
     # (390M measured, Table 6: 485M) takes ~50 s to build and is left to `describe`.

@@ -143,6 +143,9 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   assert results['student']['steps'] == results['control']['steps'] == 6
   assert (runs / 'export' / 'saved_model' / 'saved_model.pb').exists()
   assert (runs / 'curves.png').stat().st_size > 0
+  teacher = json.loads((runs / 'teacher' / 'teacher_metrics.json').read_text())
+  assert set(teacher['val']) >= {'AP', 'AP50', 'AP75'}
+  assert teacher['stopped'] in ('plateau', 'train_steps')
 
   # A re-run skips every complete stage.
   again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)

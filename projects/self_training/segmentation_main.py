@@ -32,6 +32,8 @@ flags.DEFINE_multi_string('gin_file', [], 'Gin files for every stage, e.g. gin/a
 flags.DEFINE_multi_string('gin_params', [], 'Gin bindings.')
 flags.DEFINE_string('params_override', '', 'Teacher params override (YAML or a=b,...).')
 flags.DEFINE_string('student_override', '', 'Params override for control, train+aug, student.')
+flags.DEFINE_integer('holdout_size', _DEFAULTS.holdout_size,
+                     'voc_train images held out for every choice (plateaus, best checkpoints).')
 flags.DEFINE_integer('plateau_patience', _DEFAULTS.plateau_patience,
                      'Held-out evals without improvement before the teacher stops.')
 flags.DEFINE_integer('student_steps', _DEFAULTS.student_steps,
@@ -60,7 +62,7 @@ def settings(data_dir: str) -> seg.Settings:
       data_dir=data_dir, runs_dir=FLAGS.runs_dir, gin_files=FLAGS.gin_file,
       gin_params=FLAGS.gin_params, teacher_override=FLAGS.params_override,
       student_override=student_override, plateau_patience=FLAGS.plateau_patience,
-      student_steps=FLAGS.student_steps, threshold=FLAGS.threshold, scales=scales,
+      holdout_size=FLAGS.holdout_size, student_steps=FLAGS.student_steps, threshold=FLAGS.threshold, scales=scales,
       flip=FLAGS.flip, seed=FLAGS.seed, force=FLAGS.force)
 
 

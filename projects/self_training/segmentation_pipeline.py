@@ -75,6 +75,7 @@ def split(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, int
   done = trainer.read_json(os.path.join(out, 'split.json'))
   if done:
     pipeline.same_settings('split', out, done, {'holdout_size': s.holdout_size})
+    progress(f'split: complete in {out} ({done[FIT]} + {done[HOLDOUT]}), skipped')
     return done
   files = sorted(tf.io.gfile.glob(emoji_scenes.split_pattern(s.data_dir, 'voc_train')))
   records = [r.numpy() for r in tf.data.TFRecordDataset(files)]

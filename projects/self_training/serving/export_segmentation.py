@@ -18,6 +18,7 @@ num_classes] (float32, summing to 1 per pixel) and `image_info` [batch, 4, 2]:
       --export_dir=runs/seg_teacher_export [--scales=0.5,0.75,1,1.25,1.5,1.75] [--flip]
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -49,6 +50,20 @@ def label_map_of(params: cfg.ExperimentConfig) -> List[Dict[str, object]]:
           for i in range(params.task.model.num_classes)]
 
 
+def without_keras_traces():
+  """A scope in which SavedModels leave out the Keras layers' own traced call functions.
+
+  The signatures do not use them; they would only make the model reloadable as Keras
+  layers, and tracing every layer again roughly doubles the export and load time.
+  """
+  try:
+    from tf_keras.src.saving.legacy.saved_model import utils  # pylint: disable=g-import-not-at-top
+  except ImportError:  # another tf_keras layout: export with the traces
+    return contextlib.nullcontext()
+  return utils.keras_option_scope(save_traces=False,
+                                  in_tf_saved_model_scope=utils.in_tf_saved_model_scope())
+
+
 def export_segmenter(params: cfg.ExperimentConfig, checkpoint: str, export_dir: str,
                      scales: Sequence[float] = DEFAULT_SCALES, flip: bool = False,
                      batch_size: Optional[int] = None) -> str:
@@ -72,15 +87,16 @@ def export_segmenter(params: cfg.ExperimentConfig, checkpoint: str, export_dir: 
   for path in (tmp, final):
     if tf.io.gfile.exists(path):
       tf.io.gfile.rmtree(path)
-  export_saved_model_lib.export_inference_graph(
-      input_type='image_tensor',
-      batch_size=batch_size,
-      input_image_size=list(params.task.model.input_size[:2]),
-      params=params,
-      checkpoint_path=checkpoint,
-      export_dir=tmp,
-      export_module=module,
-      function_keys=SIGNATURES)
+  with without_keras_traces():
+    export_saved_model_lib.export_inference_graph(
+        input_type='image_tensor',
+        batch_size=batch_size,
+        input_image_size=list(params.task.model.input_size[:2]),
+        params=params,
+        checkpoint_path=checkpoint,
+        export_dir=tmp,
+        export_module=module,
+        function_keys=SIGNATURES)
   tf.io.gfile.makedirs(os.path.join(tmp, 'assets.extra'))
   with tf.io.gfile.GFile(os.path.join(tmp, LABEL_MAP), 'w') as f:
     json.dump({'task': 'segmentation',

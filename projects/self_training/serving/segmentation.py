@@ -104,13 +104,20 @@ class MultiScaleSegmentationModule(semantic_segmentation.SegmentationModule):
     super().__init__(params, batch_size=batch_size, input_image_size=input_image_size,
                      input_type=input_type, num_channels=num_channels, model=model,
                      input_name=input_name)
-    # One trace of the model per pass size, shared by every signature (not one each).
-    self.inference_step = tf.function(self.inference_step)
+    # One trace of the model per pass size, shared by the signatures (not one each). Held
+    # in a closure, not as a tf.function attribute, which the SavedModel would serialize
+    # (and so trace) once more on its own.
+    model_call = tf.function(self.inference_step)
+    self.inference_step = lambda images: model_call(images)
 
   def _build_model(self):
     input_specs = tf_keras.layers.InputSpec(shape=[None, None, None, self._num_channels])
-    return factory.build_segmentation_model(
+    model = factory.build_segmentation_model(
         input_specs=input_specs, model_config=self.params.task.model, l2_regularizer=None)
+    # Creates the head's variables now (as Model Garden's task does), so that restoring a
+    # checkpoint checks every one of them instead of deferring them to the first trace.
+    model(tf_keras.Input(list(self._base_size) + [self._num_channels]), training=False)
+    return model
 
   def _resize(self, images: tf.Tensor, size: Tuple[int, int]):
     """Model Garden's `resize_and_crop_image` on a whole batch of one image size.
