@@ -17,11 +17,14 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
   convert       convert real data to TFRecords (coco | images | voc; see --help of each)
   train         Model Garden-style training: --experiment --mode --model_dir [--gin_file ...]
   export        export a trained detector as a SavedModel (--model_dir --export_dir)
-  pseudo_label  label unlabeled images with a SavedModel (--saved_model --input --output_dir)
+  export_segmentation  export a trained segmenter with multi-scale (+flip) inference
+  pseudo_label  label unlabeled images with a SavedModel (--saved_model --input --output_dir);
+                detection boxes or segmentation masks, as the SavedModel's label map says
   segmentation  segmentation self-training (teacher, pseudo masks, student); mIoU table on voc_val
   bench         benchmarks: teacher train img/s and tf.data img/s for Augment-S1..S4
   bench_margin  student's margin over the supervised control over several seeds
   bench_overhead  student step vs official step; pseudo-labeler vs bare SavedModel
+  bench_seg_scales  segmentation pseudo-labeling img/s at 1 scale vs 6 scales + flip
   --help        this list
 EOF
 }
@@ -58,10 +61,12 @@ case "$cmd" in
   convert)  exec "$PY" -m projects.self_training.data.convert "$@" ;;
   train)    exec "$PY" -m projects.self_training.train "$@" ;;
   export)   exec "$PY" -m projects.self_training.serving.export "$@" ;;
+  export_segmentation) exec "$PY" -m projects.self_training.serving.export_segmentation "$@" ;;
   pseudo_label) exec "$PY" -m projects.self_training.pseudo_label.labeler "$@" ;;
   segmentation) exec "$PY" -m projects.self_training.segmentation_main "$@" ;;
   bench)    exec "$PY" bench/teacher_throughput.py "$@" ;;
   bench_margin) exec "$PY" bench/self_training_margin.py "$@" ;;
   bench_overhead) exec "$PY" bench/self_training_overhead.py "$@" ;;
+  bench_seg_scales) exec "$PY" bench/seg_pseudo_label_scales.py "$@" ;;
   *) echo "run.sh: unknown subcommand '$cmd' (see ./run.sh --help)" >&2; exit 2 ;;
 esac

@@ -69,13 +69,7 @@ def main(argv):
   trainer.quiet_logs()
   start = time.time()
   try:
-    if FLAGS.data_dir:
-      data_dir = FLAGS.data_dir
-      if emoji_scenes.read_metadata(data_dir) is None:
-        raise trainer.ConfigError(f'--data_dir={data_dir} is not a complete emoji-scenes set '
-                                  '(no metadata.json); make one with ./run.sh data --out_dir')
-    else:
-      data_dir = emoji_scenes.ensure_dataset()
+    data_dir = emoji_scenes.resolve_data_dir(FLAGS.data_dir)
     s = settings(data_dir)
     results = pipeline.run(s, FLAGS.stages, progress=lambda line: print(line, flush=True))
   except (trainer.ConfigError, ValueError) as e:

@@ -107,6 +107,16 @@ _NOTDEF_PROBE = '\U0010FFFD'
 # Public paths.
 
 
+def resolve_data_dir(data_dir) -> str:
+  """`--data_dir` when given (it must be a complete set), else the cached default set."""
+  if not data_dir:
+    return ensure_dataset()
+  if read_metadata(data_dir) is None:
+    raise ValueError(f'--data_dir={data_dir} is not a complete emoji-scenes set '
+                     '(no metadata.json); make one with ./run.sh data --out_dir')
+  return data_dir
+
+
 def split_pattern(data_dir: str, split: str) -> str:
   """Glob pattern of the TFRecord shards of `split`."""
   return os.path.join(data_dir, f'{split}-*.tfrecord')

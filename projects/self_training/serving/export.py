@@ -85,6 +85,27 @@ def teacher_checkpoint(model_dir: str) -> str:
   return best or tf.train.latest_checkpoint(model_dir)
 
 
+def checkpoint_and_params(model_dir: Optional[str], checkpoint: Optional[str], experiment: str,
+                          config_files=(), params_override: str = ''):
+  """The checkpoint to export and its experiment config, from flags.
+
+  With `model_dir`: its `params.yaml` (under `config_files`) and its best checkpoint
+  unless `checkpoint` is given. Every problem is one `trainer.ConfigError`.
+  """
+  config_files = list(config_files)
+  if model_dir:
+    params_yaml = os.path.join(model_dir, 'params.yaml')
+    if not tf.io.gfile.exists(params_yaml):
+      raise trainer.ConfigError(f'--model_dir={model_dir} has no params.yaml')
+    config_files.insert(0, params_yaml)
+    checkpoint = checkpoint or teacher_checkpoint(model_dir)
+    if not checkpoint:
+      raise trainer.ConfigError(f'--model_dir={model_dir} has no checkpoint')
+  if not checkpoint:
+    raise trainer.ConfigError('give --model_dir or --checkpoint_path')
+  return checkpoint, trainer.build_params(experiment, config_files, params_override)
+
+
 FLAGS = flags.FLAGS
 
 
@@ -105,21 +126,9 @@ def main(argv):
   try:
     if not FLAGS.export_dir:
       raise trainer.ConfigError('--export_dir is required')
-    config_files = list(FLAGS.config_file)
-    checkpoint = FLAGS.checkpoint_path
-    experiment = FLAGS.experiment
-    if FLAGS.model_dir:
-      params_yaml = os.path.join(FLAGS.model_dir, 'params.yaml')
-      if not tf.io.gfile.exists(params_yaml):
-        raise trainer.ConfigError(f'--model_dir={FLAGS.model_dir} has no params.yaml')
-      config_files.insert(0, params_yaml)
-      checkpoint = checkpoint or teacher_checkpoint(FLAGS.model_dir)
-      if not checkpoint:
-        raise trainer.ConfigError(f'--model_dir={FLAGS.model_dir} has no checkpoint')
-    if not checkpoint:
-      raise trainer.ConfigError('give --model_dir or --checkpoint_path')
-    params = trainer.build_params(experiment or 'emoji_retinanet', config_files,
-                                  FLAGS.params_override)
+    checkpoint, params = checkpoint_and_params(
+        FLAGS.model_dir, FLAGS.checkpoint_path, FLAGS.experiment or 'emoji_retinanet',
+        FLAGS.config_file, FLAGS.params_override)
     path = export_detector(params, checkpoint, FLAGS.export_dir, FLAGS.batch_size)
   except trainer.ConfigError as e:
     print(f'error: {e}', file=sys.stderr)

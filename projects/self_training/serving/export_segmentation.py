@@ -37,7 +37,7 @@ from projects.self_training.data import categories
 from projects.self_training.pseudo_label.labeler import LABEL_MAP
 from projects.self_training.serving import segmentation
 from projects.self_training.serving.export import SIGNATURES
-from projects.self_training.serving.export import teacher_checkpoint
+from projects.self_training.serving import export
 
 DEFAULT_SCALES = segmentation.DEFAULT_SCALES
 DEFAULT_EXPERIMENT = 'emoji_segmentation'
@@ -147,21 +147,9 @@ def main(argv):
     if not FLAGS.export_dir:
       raise trainer.ConfigError('--export_dir is required')
     scales = parse_scales(FLAGS.scales)
-    config_files = list(FLAGS.config_file)
-    checkpoint = FLAGS.checkpoint_path
-    experiment = FLAGS.experiment
-    if FLAGS.model_dir:
-      params_yaml = os.path.join(FLAGS.model_dir, 'params.yaml')
-      if not tf.io.gfile.exists(params_yaml):
-        raise trainer.ConfigError(f'--model_dir={FLAGS.model_dir} has no params.yaml')
-      config_files.insert(0, params_yaml)
-      checkpoint = checkpoint or teacher_checkpoint(FLAGS.model_dir)
-      if not checkpoint:
-        raise trainer.ConfigError(f'--model_dir={FLAGS.model_dir} has no checkpoint')
-    if not checkpoint:
-      raise trainer.ConfigError('give --model_dir or --checkpoint_path')
-    params = trainer.build_params(experiment or DEFAULT_EXPERIMENT, config_files,
-                                  FLAGS.params_override)
+    checkpoint, params = export.checkpoint_and_params(
+        FLAGS.model_dir, FLAGS.checkpoint_path, FLAGS.experiment or DEFAULT_EXPERIMENT,
+        FLAGS.config_file, FLAGS.params_override)
     path = export_segmenter(params, checkpoint, FLAGS.export_dir, scales, FLAGS.flip,
                             FLAGS.batch_size)
   except trainer.ConfigError as e:
