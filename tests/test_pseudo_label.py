@@ -58,6 +58,8 @@ def exported(pool, tmp_path_factory):
 class FakeTeacher:
   """Deterministic outputs from pixel statistics; can be told to die mid-shard."""
   path = 'fake'
+  task = 'detection'
+  ignore_label = 255
   categories = [{'id': 1, 'name': 'person'}, {'id': 18, 'name': 'dog'}]
 
   def __init__(self, die_after_calls=None):
