@@ -274,12 +274,18 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: str,
   return summary
 
 
+def check_stages(s: Settings, stages: Sequence[str]) -> None:
+  """A one-line error for a stage name (in `stages` or `--force`) the pipeline lacks."""
+  known = tuple(s.depends_on)
+  unknown = [x for x in list(stages) + list(s.force) if x not in known + ('all',)]
+  if unknown:
+    raise trainer.ConfigError(f'unknown stage {unknown[0]!r}; stages: {", ".join(known)}')
+
+
 def run(s: Settings, stages: Sequence[str] = STAGES,
         progress: Callable[[str], None] = print) -> Dict[str, Any]:
   """Runs `stages` in order (each skipped when complete); returns every stage's summary."""
-  unknown = [x for x in list(stages) + list(s.force) if x not in STAGES + ('all',)]
-  if unknown:
-    raise trainer.ConfigError(f'unknown stage {unknown[0]!r}; stages: {", ".join(STAGES)}')
+  check_stages(s, stages)
   out: Dict[str, Any] = {}
   out['teacher'] = teacher(s, progress)
   if 'export' not in stages:

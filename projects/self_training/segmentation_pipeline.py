@@ -142,9 +142,7 @@ def run(s: Settings, stages: Sequence[str] = STAGES,
         progress: Callable[[str], None] = print) -> Dict[str, Any]:
   """Runs `stages` in order (each skipped when complete); returns every stage's summary."""
   from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
-  unknown = [x for x in list(stages) + list(s.force) if x not in STAGES + ('all',)]
-  if unknown:
-    raise trainer.ConfigError(f'unknown stage {unknown[0]!r}; stages: {", ".join(STAGES)}')
+  pipeline.check_stages(s, stages)
   out: Dict[str, Any] = {'split': split(s, progress)}
   out['teacher'] = pipeline.teacher(s, progress)
   init = out['teacher']['checkpoint']

@@ -18,7 +18,7 @@ The label map travels inside the SavedModel directory as `assets.extra/label_map
 import json
 import os
 import sys
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from absl import app
 from absl import flags
@@ -49,16 +49,20 @@ def label_map_of(params: cfg.ExperimentConfig) -> List[Dict[str, object]]:
           if c.id < params.task.model.num_classes]
 
 
-def export_detector(params: cfg.ExperimentConfig, checkpoint: str, export_dir: str,
-                    batch_size: Optional[int] = None) -> str:
-  """Writes `export_dir/saved_model` (+ label map) from one checkpoint; returns its path.
-
-  Written under a temporary name and renamed when complete, so a killed export never
-  leaves a directory that looks like a SavedModel.
-  """
+def check_checkpoint(checkpoint: Optional[str]) -> None:
   if not checkpoint or not tf.io.gfile.exists(checkpoint + '.index'):
     raise trainer.ConfigError(f'checkpoint not found: {checkpoint}')
-  params = params.replace(task={'export_config': {'output_normalized_coordinates': True}})
+
+
+def write_saved_model(params: cfg.ExperimentConfig, checkpoint: str, export_dir: str,
+                      label_map: Dict[str, Any], batch_size: Optional[int] = None,
+                      export_module=None) -> str:
+  """Model Garden's export of `checkpoint` to `export_dir/saved_model`, plus the label map.
+
+  Written under a temporary name and renamed when complete, so a killed export never
+  leaves a directory that looks like a SavedModel. `export_module` None: Model Garden's
+  module for the task.
+  """
   final = os.path.join(export_dir, 'saved_model')
   tmp = os.path.join(export_dir, f'.saved_model.tmp-{os.getpid()}')
   for path in (tmp, final):
@@ -71,12 +75,22 @@ def export_detector(params: cfg.ExperimentConfig, checkpoint: str, export_dir: s
       params=params,
       checkpoint_path=checkpoint,
       export_dir=tmp,
+      export_module=export_module,
       function_keys=SIGNATURES)
   tf.io.gfile.makedirs(os.path.join(tmp, 'assets.extra'))
   with tf.io.gfile.GFile(os.path.join(tmp, LABEL_MAP), 'w') as f:
-    json.dump({'categories': label_map_of(params), 'checkpoint': checkpoint}, f, indent=1)
+    json.dump(dict(label_map, checkpoint=checkpoint), f, indent=1)
   tf.io.gfile.rename(tmp, final)
   return final
+
+
+def export_detector(params: cfg.ExperimentConfig, checkpoint: str, export_dir: str,
+                    batch_size: Optional[int] = None) -> str:
+  """Writes `export_dir/saved_model` (+ label map) from one checkpoint; returns its path."""
+  check_checkpoint(checkpoint)
+  params = params.replace(task={'export_config': {'output_normalized_coordinates': True}})
+  return write_saved_model(params, checkpoint, export_dir,
+                           {'categories': label_map_of(params)}, batch_size)
 
 
 def teacher_checkpoint(model_dir: str) -> str:

@@ -19,24 +19,18 @@ num_classes] (float32, summing to 1 per pixel) and `image_info` [batch, 4, 2]:
 """
 
 import contextlib
-import json
-import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
 from absl import app
 from absl import flags
-import tensorflow as tf
 
 from official.core import config_definitions as cfg
 from official.vision.configs import semantic_segmentation as seg_cfg
-from official.vision.serving import export_saved_model_lib
 
 from projects.self_training import trainer
 from projects.self_training.data import categories
-from projects.self_training.pseudo_label.labeler import LABEL_MAP
 from projects.self_training.serving import segmentation
-from projects.self_training.serving.export import SIGNATURES
 from projects.self_training.serving import export
 
 DEFAULT_SCALES = segmentation.DEFAULT_SCALES
@@ -72,8 +66,7 @@ def export_segmenter(params: cfg.ExperimentConfig, checkpoint: str, export_dir: 
   Written under a temporary name and renamed when complete, so a killed export never
   leaves a directory that looks like a SavedModel.
   """
-  if not checkpoint or not tf.io.gfile.exists(checkpoint + '.index'):
-    raise trainer.ConfigError(f'checkpoint not found: {checkpoint}')
+  export.check_checkpoint(checkpoint)
   if not isinstance(params.task, seg_cfg.SemanticSegmentationTask):
     raise trainer.ConfigError(f'not a segmentation experiment: {type(params.task).__name__}')
   try:
@@ -82,32 +75,15 @@ def export_segmenter(params: cfg.ExperimentConfig, checkpoint: str, export_dir: 
     raise trainer.ConfigError(str(e)) from None
   module = segmentation.MultiScaleSegmentationModule(
       params, batch_size=batch_size, scales=scales, flip=flip)
-  final = os.path.join(export_dir, 'saved_model')
-  tmp = os.path.join(export_dir, f'.saved_model.tmp-{os.getpid()}')
-  for path in (tmp, final):
-    if tf.io.gfile.exists(path):
-      tf.io.gfile.rmtree(path)
-  with without_keras_traces():
-    export_saved_model_lib.export_inference_graph(
-        input_type='image_tensor',
-        batch_size=batch_size,
-        input_image_size=list(params.task.model.input_size[:2]),
-        params=params,
-        checkpoint_path=checkpoint,
-        export_dir=tmp,
-        export_module=module,
-        function_keys=SIGNATURES)
-  tf.io.gfile.makedirs(os.path.join(tmp, 'assets.extra'))
-  with tf.io.gfile.GFile(os.path.join(tmp, LABEL_MAP), 'w') as f:
-    json.dump({'task': 'segmentation',
+  label_map = {'task': 'segmentation',
                'categories': label_map_of(params),
                'ignore_label': int(params.task.losses.ignore_label),
                'scales': list(scales),
                'input_sizes': [list(s) for s in module.pass_sizes],
-               'flip': bool(flip),
-               'checkpoint': checkpoint}, f, indent=1)
-  tf.io.gfile.rename(tmp, final)
-  return final
+               'flip': bool(flip)}
+  with without_keras_traces():
+    return export.write_saved_model(params, checkpoint, export_dir, label_map, batch_size,
+                                    export_module=module)
 
 
 def parse_scales(text: Sequence[str]) -> List[float]:
