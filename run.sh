@@ -25,6 +25,7 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
   bench_margin  student's margin over the supervised control over several seeds
   bench_overhead  student step vs official step; pseudo-labeler vs bare SavedModel
   bench_seg_scales  segmentation pseudo-labeling img/s at 1 scale vs 6 scales + flip
+  bench_seg_margin  segmentation student vs control and train+aug over several seeds
   --help        this list
 EOF
 }
@@ -68,5 +69,6 @@ case "$cmd" in
   bench_margin) exec "$PY" bench/self_training_margin.py "$@" ;;
   bench_overhead) exec "$PY" bench/self_training_overhead.py "$@" ;;
   bench_seg_scales) exec "$PY" bench/seg_pseudo_label_scales.py "$@" ;;
+  bench_seg_margin) exec "$PY" bench/seg_margin.py "$@" ;;
   *) echo "run.sh: unknown subcommand '$cmd' (see ./run.sh --help)" >&2; exit 2 ;;
 esac

@@ -5,5 +5,6 @@ from official.vision import registry_imports as _official
 from projects.self_training.configs import retinanet
 from projects.self_training.configs import student
 from projects.self_training.tasks import retinanet_student
+from projects.self_training.configs import pretrain
 from projects.self_training.configs import segmentation
 from projects.self_training.tasks import segmentation as segmentation_task
