@@ -15,7 +15,7 @@ def test_help_lists_the_subcommands():
   proc = _run('--help')
   assert proc.returncode == 0
   for sub in ('test', 'export', 'pseudo_label', 'segmentation', 'export_segmentation',
-              'bench_margin', 'bench_overhead', 'bench_seg_scales'):
+              'bench_margin', 'bench_overhead', 'bench_seg_scales', 'bench_seg_margin'):
     assert f'\n  {sub} ' in proc.stdout
 
 
