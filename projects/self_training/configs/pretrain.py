@@ -56,14 +56,6 @@ def emoji_iconic_classification() -> cfg.ExperimentConfig:
           validation_data=ic_cfg.DataConfig(
               input_path=iconic_pattern(data_dir, True), is_training=False,
               global_batch_size=100, drop_remainder=False, **data)),
-      trainer=cfg.TrainerConfig(
-          train_steps=steps,
-          validation_steps=-1,
-          validation_interval=250,
-          steps_per_loop=50,
-          summary_interval=50,
-          checkpoint_interval=250,
-          max_to_keep=20,
-          optimizer_config=retinanet.cosine_sgd(steps, base_lr=0.2, warmup_steps=100,
-                                                warmup_lr=0.02)),
+      trainer=retinanet.embedded_trainer(steps, base_lr=0.2, warmup_steps=100,
+                                         eval_every=250),
       restrictions=['task.train_data.is_training != None'])

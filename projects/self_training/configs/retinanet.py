@@ -41,6 +41,22 @@ def cosine_sgd(train_steps, base_lr, warmup_steps, warmup_lr, momentum=0.9):
   })
 
 
+def embedded_trainer(steps, base_lr, warmup_steps, eval_every,
+                     summary_interval=50) -> cfg.TrainerConfig:
+  """The embedded experiments' trainer: cosine SGD (warm-up from base_lr / 10), a held-out
+  eval and a checkpoint every `eval_every` steps (kept, for the best-checkpoint choice)."""
+  return cfg.TrainerConfig(
+      train_steps=steps,
+      validation_steps=-1,
+      validation_interval=eval_every,
+      steps_per_loop=50,
+      summary_interval=summary_interval,
+      checkpoint_interval=eval_every,
+      max_to_keep=20,
+      optimizer_config=cosine_sgd(steps, base_lr=base_lr, warmup_steps=warmup_steps,
+                                  warmup_lr=base_lr / 10))
+
+
 def embedded_data_dir() -> str:
   """Where the embedded data set lives: $EMOJI_SCENES_DIR, else the generator's cache."""
   if os.environ.get('EMOJI_SCENES_DIR'):
@@ -112,15 +128,8 @@ def emoji_retinanet() -> cfg.ExperimentConfig:
               drop_remainder=False),
           # COCO AP is defined at 100 detections per image; fewer makes pycocotools report -1.
           max_num_eval_detections=100),
-      trainer=cfg.TrainerConfig(
-          train_steps=steps,
-          validation_steps=-1,
-          validation_interval=500,
-          steps_per_loop=50,
-          summary_interval=100,
-          checkpoint_interval=500,
-          max_to_keep=20,
-          optimizer_config=cosine_sgd(steps, base_lr=0.08, warmup_steps=150, warmup_lr=0.008)),
+      trainer=embedded_trainer(steps, base_lr=0.08, warmup_steps=150, eval_every=500,
+                               summary_interval=100),
       restrictions=[
           'task.train_data.is_training != None',
           'task.validation_data.is_training != None',

@@ -205,16 +205,7 @@ def emoji_segmentation() -> cfg.ExperimentConfig:
                            retinanet.EMBEDDED_BATCH_SIZE, True),
           validation_data=_data(os.path.join(data_dir, 'voc_val-*.tfrecord'), size, 32, False),
           l2_weight_decay=4e-5),
-      cfg.TrainerConfig(
-          train_steps=steps,
-          validation_steps=-1,
-          validation_interval=250,
-          steps_per_loop=50,
-          summary_interval=50,
-          checkpoint_interval=250,
-          max_to_keep=20,
-          optimizer_config=retinanet.cosine_sgd(steps, base_lr=0.08, warmup_steps=100,
-                                                warmup_lr=0.008)))
+      retinanet.embedded_trainer(steps, base_lr=0.08, warmup_steps=100, eval_every=250))
   # Eval-time image summaries and the train mIoU metric cost time the embedded run lacks.
   config.task.allow_image_summary = False
   config.task.evaluation.report_train_mean_iou = False
