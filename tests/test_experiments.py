@@ -8,6 +8,7 @@ import tf_keras
 
 from official.core import task_factory
 from projects.self_training import trainer
+from projects.self_training.data import categories
 
 # One experiment per distinct model: the _s1.._s4 variants differ only in augmentation
 # and step count (checked by test_all_experiments_validate).
@@ -33,8 +34,15 @@ def test_all_experiments_validate():
           'seg_nasfpn_efficientnetl2_pascal'} <= set(names)
   for name in names:
     params = trainer.build_params(name)
-    # COCO ids (1..90, 0 background) for detection; the 21 VOC classes for segmentation.
-    assert params.task.model.num_classes == (21 if name.startswith(('seg_', 'emoji_seg')) else 91)
+    # COCO ids (1..90, 0 background) for detection; the 21 VOC classes for segmentation;
+    # the iconic pool's classes for backbone pre-training.
+    if name == 'emoji_iconic_classification':
+      expected = len(categories.ICONIC_CLASSES)
+    elif name.startswith(('seg_', 'emoji_seg')):
+      expected = 21
+    else:
+      expected = 91
+    assert params.task.model.num_classes == expected, name
     assert params.trainer.train_steps > 0
 
 
