@@ -5,7 +5,11 @@ Same flags as `official/vision/train.py` (`--experiment`, `--mode`, `--model_dir
 project's experiments registered and `gin/augment/s*.gin` selecting Augment-S1..S4:
 
   python -m projects.self_training.train --experiment=emoji_retinanet \
-      --mode=train_and_eval --model_dir=/tmp/teacher --gin_file=gin/augment/s4.gin
+      --mode=train_and_eval --model_dir=/tmp/teacher --gin_file=gin/augment/s4.gin \
+      --gin_file=gin/init/imagenet.gin
+
+`gin/init/*.gin` choose the backbone's initialization (Rand / ImageNet / ImageNet++ /
+SimCLR Init); a checkpoint that does not fit the backbone stops the run with one line.
 
 `--stop_at_plateau` trains until the eval metric stops improving (Model Garden's modes run
 a fixed number of steps).
@@ -19,6 +23,7 @@ from absl import logging
 
 from official.common import flags as tfm_flags
 
+from projects.self_training import initialization
 from projects.self_training import trainer
 
 FLAGS = flags.FLAGS
@@ -41,9 +46,17 @@ def main(_):
   except trainer.ConfigError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  if FLAGS.stop_at_plateau and FLAGS.mode != 'train_and_eval':
+    raise app.UsageError('--stop_at_plateau needs --mode=train_and_eval')
+  try:
+    _run(params)
+  except initialization.CheckpointMismatch as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+def _run(params):
   if FLAGS.stop_at_plateau:
-    if FLAGS.mode != 'train_and_eval':
-      raise app.UsageError('--stop_at_plateau needs --mode=train_and_eval')
     result = trainer.train_to_plateau(
         params, FLAGS.model_dir,
         trainer.Plateau(patience=FLAGS.plateau_patience, min_delta=FLAGS.plateau_min_delta))

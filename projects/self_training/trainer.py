@@ -27,6 +27,7 @@ from official.modeling import performance
 from official.vision import registry_imports  # pylint: disable=unused-import
 from official.vision.utils import summary_manager
 
+from projects.self_training import initialization
 from projects.self_training import registry_imports as _  # pylint: disable=unused-import
 from projects.self_training.configs import augment
 from projects.self_training.jsonio import read_json  # pylint: disable=unused-import
@@ -62,7 +63,8 @@ class ExperimentFlags:
 
 
 class ExperimentParser(train_utils.ExperimentParser):
-  """Model Garden's parser, plus the gin-bound Augment-Sk between config files and overrides.
+  """Model Garden's parser, plus the gin-bound Augment-Sk and backbone initialization
+  (`gin/augment`, `gin/init`) between config files and overrides.
 
   The order lets `--params_override` refine a gin augmentation (e.g. a different scale
   jitter) while a gin file still overrides the experiment's defaults.
@@ -86,6 +88,9 @@ class ExperimentParser(train_utils.ExperimentParser):
       for parser in (train, parser_of(getattr(params.task, 'pseudo_data', None))):
         if parser is not None:
           augment.apply_augmentation(parser, aug, params.task.model.input_size[0])
+    init = initialization.initialization()
+    if init is not None:
+      initialization.apply_initialization(params.task, init)
     return params
 
 
@@ -167,6 +172,13 @@ def _eval_summaries(params, model_dir: str):
   return summary_manager.maybe_build_eval_summary_manager(params=params, model_dir=model_dir)
 
 
+def build_task(params, model_dir: str):
+  """The experiment's Model Garden task, with strict init-checkpoint loading."""
+  task = task_factory.get_task(params.task, logging_dir=model_dir)
+  initialization.strict_initialize(task)
+  return task
+
+
 def run_experiment(params, model_dir: str, mode: str) -> Dict[str, float]:
   """Model Garden's `train`, `eval`, `train_and_eval`, `continuous_eval` modes.
 
@@ -178,7 +190,7 @@ def run_experiment(params, model_dir: str, mode: str) -> Dict[str, float]:
     train_utils.serialize_config(params, model_dir)
   strategy = _strategy(params)
   with strategy.scope():
-    task = task_factory.get_task(params.task, logging_dir=model_dir)
+    task = build_task(params, model_dir)
   runner = train_lib.OrbitExperimentRunner(
       distribution_strategy=strategy, task=task, mode=mode, params=params, model_dir=model_dir,
       eval_summary_manager=_eval_summaries(params, model_dir))
@@ -237,7 +249,7 @@ def train_to_plateau(params, model_dir: str, plateau: Plateau = Plateau(),
   history = state['history']
   strategy = _strategy(params)
   with strategy.scope():
-    task = task_factory.get_task(params.task, logging_dir=model_dir)
+    task = build_task(params, model_dir)
   runner = train_lib.OrbitExperimentRunner(
       distribution_strategy=strategy, task=task, mode='train_and_eval', params=params,
       model_dir=model_dir, eval_summary_manager=_eval_summaries(params, model_dir))
