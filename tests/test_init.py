@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from official.core import task_factory
 
@@ -36,14 +37,22 @@ def _built(experiment, override=''):
 
 
 def _save(model, path):
-  return tf.train.Checkpoint(model=model, **model.checkpoint_items).write(path)
+  """As Model Garden's trainer saves: with the optimizer, whose momentum slots sit beside
+  each weight in the checkpoint's object graph."""
+  optimizer = tf_keras.optimizers.legacy.SGD(momentum=0.9)  # Model Garden's 'sgd'
+  variables = model.trainable_variables
+  optimizer.apply_gradients(zip([tf.zeros_like(v) for v in variables], variables))
+  return tf.train.Checkpoint(model=model, optimizer=optimizer,
+                             **model.checkpoint_items).write(path)
 
 
 @pytest.fixture(scope='module')
 def iconic_checkpoint(tmp_path_factory):
   """A MobileNetV3-Small classifier checkpoint (the embedded ImageNet Init's architecture)."""
   _, _, model = _built('emoji_iconic_classification')
-  return _save(model, str(tmp_path_factory.mktemp('ckpt') / 'iconic')), model
+  path = _save(model, str(tmp_path_factory.mktemp('ckpt') / 'iconic'))
+  assert any(initialization.OPTIMIZER_SLOT in k for k, _ in tf.train.list_variables(path))
+  return path, model
 
 
 @pytest.mark.parametrize('experiment', ['emoji_retinanet', 'emoji_segmentation'])

@@ -26,6 +26,7 @@ import tensorflow as tf
 # expose them; 'all' keeps Model Garden's own whole-model restore (the student's init).
 MODULES = ('backbone', 'decoder', 'head')
 VARIABLE_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
+OPTIMIZER_SLOT = '/.OPTIMIZER_SLOT/'  # a trainer's checkpoint keeps momentum beside each weight
 
 
 class CheckpointMismatch(ValueError):
@@ -128,7 +129,8 @@ def check_fits(checkpoint: str, items: Mapping[str, tf.Module]) -> int:
           f'init checkpoint {checkpoint} does not fit the model: {name} has shape '
           f'{list(theirs[key])} there and {list(_shape(variable))} here')
   for key in sorted(theirs):
-    if key.split('/', 1)[0] in items and key.endswith(VARIABLE_SUFFIX) and key not in ours:
+    if (key.split('/', 1)[0] in items and key.endswith(VARIABLE_SUFFIX) and
+        OPTIMIZER_SLOT not in key and key not in ours):
       raise CheckpointMismatch(
           f'init checkpoint {checkpoint} does not fit the model: its '
           f'{key[:-len(VARIABLE_SUFFIX)]} has no counterpart here')
