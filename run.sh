@@ -21,6 +21,7 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
   pseudo_label  label unlabeled images with a SavedModel (--saved_model --input --output_dir);
                 detection boxes or segmentation masks, as the SavedModel's label map says
   segmentation  segmentation self-training (teacher, pseudo masks, student); mIoU table on voc_val
+  pretrain      backbone pre-training on iconic: imagenet | imagenet_plus | simclr (for gin/init)
   bench         benchmarks: teacher train img/s and tf.data img/s for Augment-S1..S4
   bench_margin  student's margin over the supervised control over several seeds
   bench_overhead  student step vs official step; pseudo-labeler vs bare SavedModel
@@ -65,6 +66,7 @@ case "$cmd" in
   export_segmentation) exec "$PY" -m projects.self_training.serving.export_segmentation "$@" ;;
   pseudo_label) exec "$PY" -m projects.self_training.pseudo_label.labeler "$@" ;;
   segmentation) exec "$PY" -m projects.self_training.segmentation_main "$@" ;;
+  pretrain) exec "$PY" -m projects.self_training.pretrain "$@" ;;
   bench)    exec "$PY" bench/teacher_throughput.py "$@" ;;
   bench_margin) exec "$PY" bench/self_training_margin.py "$@" ;;
   bench_overhead) exec "$PY" bench/self_training_overhead.py "$@" ;;

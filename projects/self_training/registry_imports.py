@@ -6,5 +6,6 @@ from projects.self_training.configs import retinanet
 from projects.self_training.configs import student
 from projects.self_training.tasks import retinanet_student
 from projects.self_training.configs import pretrain
+from projects.self_training.tasks import simclr
 from projects.self_training.configs import segmentation
 from projects.self_training.tasks import segmentation as segmentation_task

@@ -36,8 +36,9 @@ from projects.self_training.jsonio import write_json  # pylint: disable=unused-i
 HISTORY_FILE = 'plateau_history.json'
 BEST_SUBDIR = 'best_ckpt'
 COCO_KEYS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'ARmax100')
-# Held-out metrics a plateau run records: COCO's for detection, mean IoU for segmentation.
-METRIC_KEYS = COCO_KEYS + ('mean_iou',)
+# Held-out metrics a plateau run records: COCO's for detection, mean IoU for segmentation,
+# top-1 for (pre-training) classification.
+METRIC_KEYS = COCO_KEYS + ('mean_iou', 'accuracy', 'top_5_accuracy')
 
 
 class ConfigError(ValueError):
@@ -280,7 +281,7 @@ def train_to_plateau(params, model_dir: str, plateau: Plateau = Plateau(),
                **{k: max(logs[k], 0.0) for k in METRIC_KEYS if k in logs}}
       history.append(entry)
       step = target
-      name = 'AP' if plateau.metric == 'AP' else plateau.metric.replace('mean_iou', 'mIoU')
+      name = {'mean_iou': 'mIoU', 'accuracy': 'top-1'}.get(plateau.metric, plateau.metric)
       progress(f'step {step:>6d}/{total}  held-out {name} '
                f'{entry.get(plateau.metric, float("nan")):.4f}'
                f'  ({entry["images_per_second"]:.0f} img/s)')

@@ -1,0 +1,111 @@
+"""Backbone pre-training on `iconic`: supervised and SimCLR, the linear probe, and loading
+the result through `gin/init/*.gin` into the embedded detector and segmenter."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from projects.self_training import pretrain
+from projects.self_training import trainer
+from projects.self_training.configs import pretrain as pretrain_cfg
+from projects.self_training.data import categories
+from projects.self_training.data import emoji_scenes
+from projects.self_training.tasks import simclr
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_PRETRAIN = ('trainer.train_steps=4,trainer.validation_interval=2,trainer.steps_per_loop=2,'
+                 'trainer.summary_interval=2,task.train_data.global_batch_size=4,'
+                 'task.validation_data.global_batch_size=4,'
+                 'trainer.optimizer_config.learning_rate.cosine.decay_steps=4,'
+                 'trainer.optimizer_config.warmup.linear.warmup_steps=1')
+
+
+@pytest.fixture(scope='module')
+def iconic_data(tmp_path_factory):
+  """36 iconic images at 64 px in 3 shards of 12 (train: 2 shards, held out: 1)."""
+  out = str(tmp_path_factory.mktemp('iconic') / 'scenes')
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(emoji_scenes, 'IMAGES_PER_SHARD', 12)
+    emoji_scenes.generate(out, num_iconic=36, splits=(emoji_scenes.ICONIC_SPLIT,),
+                          num_workers=1)
+  assert len(tf.io.gfile.glob(os.path.join(out, 'iconic-*-of-00003.tfrecord'))) == 3
+  return out
+
+
+def test_nt_xent_matches_hand_computation():
+  rng = np.random.default_rng(0)
+  z = rng.normal(size=(6, 5)).astype(np.float32)
+  z /= np.linalg.norm(z, axis=1, keepdims=True)
+  t = 0.5
+  loss, _, positives = simclr.nt_xent(tf.constant(z), t)
+  sim = z @ z.T / t
+  expected = []
+  for i in range(6):
+    others = [j for j in range(6) if j != i]
+    pair = (i + 3) % 6
+    expected.append(-sim[i, pair] + np.log(np.sum(np.exp(sim[i, others]))))
+  np.testing.assert_allclose(loss.numpy(), np.mean(expected), rtol=1e-5)
+  assert positives.numpy().tolist() == [3, 4, 5, 0, 1, 2]
+
+
+def test_simclr_views_are_two_different_normalized_crops(iconic_data):
+  params = pretrain.build_params('emoji_iconic_simclr', iconic_data, TINY_PRETRAIN)
+  task = simclr.SimCLRTask(params.task)
+  views, _ = next(iter(task.build_inputs(params.task.train_data)))
+  assert views.shape == (4, 2, 64, 64, 3)
+  assert not np.allclose(views[:, 0], views[:, 1])
+  assert -5 < float(tf.reduce_mean(views)) < 5  # normalized, not 0..255
+
+
+def test_plus_is_longer_and_noisier():
+  base = trainer.build_params('emoji_iconic_classification')
+  plus = trainer.build_params('emoji_iconic_classification_plus')
+  assert plus.trainer.train_steps == pretrain_cfg.PLUS_STEPS_FACTOR * base.trainer.train_steps
+  assert base.task.train_data.aug_type is None
+  assert plus.task.train_data.aug_type.type == 'randaug'
+
+
+@pytest.mark.parametrize('kind, gin_name', [('imagenet', 'imagenet'), ('simclr', 'simclr')])
+def test_pretrain_reports_top1_resumes_and_loads_into_the_segmenter(
+    kind, gin_name, iconic_data, tmp_path):
+  runs = str(tmp_path / 'runs')
+  lines = []
+  result = pretrain.run(kind, runs, iconic_data, TINY_PRETRAIN, progress=lines.append)
+  assert 0.0 <= result['linear_probe_top1'] <= 1.0
+  assert result['probe_holdout_images'] == 12 and result['probe_train_images'] == 24
+  key = 'contrastive_top1' if kind == 'simclr' else 'top1'
+  assert 0.0 <= result[key] <= 1.0
+  assert 'linear probe' in lines[-1]
+  # A re-run skips the finished kind.
+  again = []
+  assert pretrain.run(kind, runs, iconic_data, TINY_PRETRAIN, progress=again.append) == result
+  assert again == [f'pretrain {kind}: complete, skipped '
+                   f'({os.path.join(pretrain.kind_dir(runs, kind), pretrain.RESULT_FILE)})']
+  # The gin file's default path is the kind's best checkpoint under runs/.
+  assert result['best_checkpoint'].startswith(
+      os.path.join(pretrain.kind_dir(runs, kind), trainer.BEST_SUBDIR))
+  params = trainer.build_params(
+      'emoji_segmentation', gin_files=[os.path.join(REPO_ROOT, 'gin', 'init', f'{gin_name}.gin')],
+      gin_params=[f"{gin_name.upper()}_CHECKPOINT='{result['best_checkpoint']}'"])
+  task = trainer.build_task(params, str(tmp_path / 'seg'))
+  model = task.build_model()
+  model(tf.zeros([1] + params.task.model.input_size), training=False)
+  task.initialize(model)
+  assert task.init_variable_count == len(model.backbone.variables)
+
+
+def test_unknown_kind_is_an_error(tmp_path):
+  with pytest.raises(trainer.ConfigError, match='unknown pre-training kind'):
+    pretrain.run('imagenet_pluss', str(tmp_path))
+
+
+def test_missing_iconic_data_is_one_line_error(tmp_path):
+  with pytest.raises(trainer.ConfigError, match='iconic shard not found'):
+    pretrain.run('imagenet', str(tmp_path / 'runs'), str(tmp_path / 'nowhere'))
+
+
+def test_iconic_classes_match_the_experiment():
+  params = trainer.build_params('emoji_iconic_simclr')
+  assert params.task.model.num_classes == len(categories.ICONIC_CLASSES)
