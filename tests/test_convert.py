@@ -175,3 +175,39 @@ def test_missing_inputs_are_clear_errors(tmp_path):
   assert 'Traceback' not in result.stderr
   assert result.stderr.strip().splitlines()[-1] == (
       f"convert images: error: Input folder '{missing}' does not exist")
+
+
+def test_labeled_subsets_are_nested_deterministic_and_byte_identical(tiny_data, tmp_path):
+  pattern = os.path.join(tiny_data, 'train-*.tfrecord')
+  originals = set(_records(pattern))
+  ids = {}
+  for fraction in (0.2, 0.5, 1.0):
+    prefix = str(tmp_path / f'train_{int(fraction * 100)}')
+    summary = convert.subset_split(pattern, fraction, prefix)
+    records = _records(prefix + '-*.tfrecord')
+    assert summary['num_input'] == len(originals) == 12
+    assert len(records) == summary['num_written'] == {0.2: 3, 0.5: 6, 1.0: 12}[fraction]
+    assert set(records) <= originals  # the human labels, untouched
+    ids[fraction] = set(summary['source_ids'])
+    assert len(ids[fraction]) == len(records)
+    again = convert.subset_split(pattern, fraction, str(tmp_path / 'again'))
+    assert _records(str(tmp_path / 'again') + '-*.tfrecord') == records
+    assert again['source_ids'] == summary['source_ids']
+  assert ids[0.2] < ids[0.5] < ids[1.0]
+  other = convert.subset_split(pattern, 0.5, str(tmp_path / 'salted'), salt='another')
+  assert set(other['source_ids']) != ids[0.5]  # the salt, not file order, picks the subset
+  assert not tf.io.gfile.glob(str(tmp_path / '.*tmp*'))
+
+
+def test_subset_bad_input_is_one_line(tmp_path):
+  with pytest.raises(ValueError, match='no TFRecord matches'):
+    convert.subset_split(str(tmp_path / 'none-*.tfrecord'), 0.2, str(tmp_path / 'out'))
+  env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'projects.self_training.data.convert', 'subset',
+       f'--input_pattern={tmp_path}/x-*.tfrecord', '--fraction=1.5',
+       f'--output_file_prefix={tmp_path}/out'],
+      capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
+  assert proc.returncode != 0
+  assert proc.stderr.strip().splitlines()[-1] == (
+      'convert subset: error: --fraction must be in (0, 1], got 1.5')

@@ -6,6 +6,9 @@ r"""Converters from real data sets to the TFRecord schema of the embedded data s
           schema of `unlabeled_scenes` (Open Images / ImageNet as unlabeled data).
   voc     PASCAL VOC 2012 (or SegmentationClassAug) -> segmentation TFRecords, the schema
           of `voc_*` (mask values are palette indices; 255 stays the ignore label).
+  subset  a deterministic fraction of a labeled split (the paper's Table 3: 20 / 50 / 100%
+          of COCO): records ranked by a salted hash of their source id, the first
+          ceil(fraction * N) kept, so the 20% subset lies inside the 50% one.
 
 Shards are written under a hidden temporary name and renamed when complete, followed by
 a `{output_file_prefix}.summary.json` with counts and every skipped file.
@@ -18,10 +21,15 @@ Usage:
       --output_file_prefix=/data/unlabeled/photos
   python -m projects.self_training.data.convert voc --voc_root=VOCdevkit/VOC2012 \
       --voc_split=train --output_file_prefix=/data/voc/voc_train
+  python -m projects.self_training.data.convert subset \
+      --input_pattern='/data/coco/train-*.tfrecord' --fraction=0.2 \
+      --output_file_prefix=/data/coco/train_20pct
 """
 
+import hashlib
 import io
 import json
+import math
 import multiprocessing
 import os
 import sys
@@ -305,6 +313,57 @@ def convert_coco(image_dirs: Sequence[str], object_annotations_file: str,
 
 
 # ----------------------------------------------------------------------------------------
+# Labeled fractions.
+
+SUBSET_SALT = 'rethinking-self-training-subset'
+
+
+def _source_id(record: bytes, where: str) -> bytes:
+  feature = tf.train.Example.FromString(record).features.feature.get('image/source_id')
+  if feature is None or not feature.bytes_list.value:
+    raise ValueError(f'{where} has no image/source_id to rank it by')
+  return feature.bytes_list.value[0]
+
+
+def _records(files: Sequence[str]):
+  for file in files:
+    for i, record in enumerate(tf.data.TFRecordDataset(file).as_numpy_iterator()):
+      yield record, f'record {i} of {file}'
+
+
+def subset_split(input_pattern: str, fraction: float, output_prefix: str, num_shards: int = 1,
+                 salt: str = SUBSET_SALT) -> Dict[str, Any]:
+  """Writes the first ceil(fraction * N) records of a split in salted-hash order of their
+  source ids (records keep their input order and bytes). Subsets of one split with one
+  salt are nested: every record of a smaller fraction is in every larger one."""
+  if not 0 < fraction <= 1:
+    raise ValueError(f'--fraction must be in (0, 1], got {fraction}')
+  start = time.time()
+  files = sorted(tf.io.gfile.glob(input_pattern))
+  if not files:
+    raise ValueError(f'no TFRecord matches {input_pattern!r}')
+  ids = [_source_id(record, where) for record, where in _records(files)]
+  if len(set(ids)) != len(ids):
+    duplicate = next(i for i in ids if ids.count(i) > 1)
+    raise ValueError(f'source id {duplicate.decode()!r} appears twice in {input_pattern!r}')
+  count = math.ceil(fraction * len(ids))
+  keep = set(sorted(ids, key=lambda i: hashlib.sha256(salt.encode() + b'/' + i).digest())
+             [:count])
+  results = ((record, where, '') for record, where in _records(files)
+             if _source_id(record, where) in keep)
+  written, _, paths = _write_shards(output_prefix, results, count, num_shards,
+                                    f'subset {fraction:g}')
+  summary = {
+      'input_pattern': input_pattern, 'fraction': fraction, 'salt': salt,
+      'num_input': len(ids), 'num_written': written, 'num_skipped': 0,
+      'output_pattern': f'{output_prefix}-*.tfrecord', 'shards': paths,
+      'source_ids': sorted(i.decode() for i in keep), 'seconds': round(time.time() - start, 2),
+  }
+  _write_summary(output_prefix, summary)
+  return summary
+
+
+# ----------------------------------------------------------------------------------------
 # Command line.
 
 flags.DEFINE_string('input_dir', None, 'images: folder of images (searched recursively).')
@@ -315,10 +374,13 @@ flags.DEFINE_string('voc_mask_dir', None,
                     'SegmentationClassAug).')
 flags.DEFINE_string('voc_image_set', None, 'voc: image id list instead of '
                     'ImageSets/Segmentation/{voc_split}.txt (e.g. train_aug.txt).')
+flags.DEFINE_string('input_pattern', None, 'subset: the labeled split\'s TFRecord pattern.')
+flags.DEFINE_float('fraction', None, 'subset: fraction of the split to keep, in (0, 1].')
+flags.DEFINE_string('subset_salt', SUBSET_SALT, 'subset: salt of the ranking hash.')
 flags.DEFINE_integer('source_id_offset', DEFAULT_SOURCE_ID_OFFSET,
                      'images, voc: source ids start after this number.')
 
-_COMMANDS = ('coco', 'images', 'voc')
+_COMMANDS = ('coco', 'images', 'voc', 'subset')
 
 
 def main(argv):
@@ -334,6 +396,12 @@ def main(argv):
     elif command == 'images':
       summary = convert_images(fl.input_dir, fl.output_file_prefix, fl.num_shards,
                                fl.source_id_offset, fl.num_processes)
+    elif command == 'subset':
+      if fl.fraction is None or not fl.input_pattern or not fl.output_file_prefix:
+        raise ValueError('subset needs --input_pattern, --fraction and --output_file_prefix')
+      summary = subset_split(fl.input_pattern, fl.fraction, fl.output_file_prefix,
+                             fl['num_shards'].value if fl['num_shards'].present else 1,
+                             fl.subset_salt)
     else:
       summary = convert_voc(fl.voc_root, fl.voc_split, fl.output_file_prefix,
                             fl.voc_mask_dir, fl.voc_image_set, fl.num_shards,
