@@ -123,7 +123,8 @@ def nasfpn_efficientnet_pascal(model_id: str) -> cfg.ExperimentConfig:
           input_size=[size, size, 3],
           max_level=7,
           backbone=backbones.Backbone(type='efficientnet', efficientnet=backbones.EfficientNet(
-              model_id=model_id, stochastic_depth_drop_rate=0.2)),
+              model_id=model_id, se_ratio=retinanet.EFFICIENTNET_SE_RATIO,
+              stochastic_depth_drop_rate=0.2)),
           decoder=decoders.Decoder(type='nasfpn', nasfpn=decoders.NASFPN(
               num_filters=256, num_repeats=7, use_separable_conv=True)),
           head=seg_cfg.SegmentationHead(level=2, num_convs=3, num_filters=256,
