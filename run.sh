@@ -22,6 +22,7 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
                 detection boxes or segmentation masks, as the SavedModel's label map says
   segmentation  segmentation self-training (teacher, pseudo masks, student); mIoU table on voc_val
   pretrain      backbone pre-training on iconic: imagenet | imagenet_plus | simclr (for gin/init)
+  convert_checkpoint  public TF1 EfficientNet checkpoint -> Model Garden backbone (for gin/init)
   bench         benchmarks: teacher train img/s and tf.data img/s for Augment-S1..S4
   bench_margin  student's margin over the supervised control over several seeds
   bench_overhead  student step vs official step; pseudo-labeler vs bare SavedModel
@@ -67,6 +68,7 @@ case "$cmd" in
   pseudo_label) exec "$PY" -m projects.self_training.pseudo_label.labeler "$@" ;;
   segmentation) exec "$PY" -m projects.self_training.segmentation_main "$@" ;;
   pretrain) exec "$PY" -m projects.self_training.pretrain "$@" ;;
+  convert_checkpoint) exec "$PY" -m projects.self_training.convert_checkpoint "$@" ;;
   bench)    exec "$PY" bench/teacher_throughput.py "$@" ;;
   bench_margin) exec "$PY" bench/self_training_margin.py "$@" ;;
   bench_overhead) exec "$PY" bench/self_training_overhead.py "$@" ;;

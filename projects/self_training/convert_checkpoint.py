@@ -1,0 +1,158 @@
+r"""Public EfficientNet checkpoints -> Model Garden backbone checkpoints, for `gin/init`.
+
+  ./run.sh convert_checkpoint --model_id=b7 \
+      --input=/ckpts/efficientnet-b7-autoaugment/model.ckpt --output=/ckpts/b7-aa-mg/ckpt
+  ./run.sh train ... --gin_file=gin/init/imagenet.gin \
+      --gin_params="IMAGENET_CHECKPOINT='/ckpts/b7-aa-mg/ckpt'"
+
+The paper's ImageNet and ImageNet++ Init are the TF1 checkpoints of tensorflow/tpu's
+EfficientNet (B7 AutoAugment, 84.5% top-1; Noisy Student, 86.9%), whose variables are named
+like `efficientnet-b7/blocks_12/conv2d_1/kernel`. Model Garden's EfficientNet has the same
+layers in the same order under Keras object paths. The converter builds Model Garden's
+backbone, names the TF1 source of every one of its variables, copies the values (the
+exponential-moving-average copies when the checkpoint has them: the released models were
+evaluated with them), and writes `tf.train.Checkpoint(backbone=...)`, which
+`init_checkpoint_modules=backbone` loads strictly. A backbone variable without a source or
+with another shape is a one-line error naming it; nothing is written then. TF1 variables
+not used (the classifier `head/dense`, optimizer slots, `global_step`) are counted.
+"""
+
+import os
+import re
+import sys
+from typing import Dict, Tuple
+
+from absl import app
+from absl import flags
+import tensorflow as tf
+import tf_keras
+
+from official.vision.modeling.backbones import efficientnet
+
+from projects.self_training import initialization
+from projects.self_training.configs import retinanet
+from projects.self_training.modeling import efficientnet_l2  # pylint: disable=unused-import
+
+EMA_SUFFIX = '/ExponentialMovingAverage'
+_BN = 'tpu_batch_normalization'
+_LAYER = re.compile(r'^backbone/layer_with_weights-(\d+)/(.*)/\.ATTRIBUTES/VARIABLE_VALUE$')
+
+
+def build_backbone(model_id: str, image_size: int = 224) -> tf_keras.Model:
+  """Model Garden's EfficientNet as the project's full-scale recipes build it (SE 0.25)."""
+  return efficientnet.EfficientNet(
+      model_id=model_id, se_ratio=retinanet.EFFICIENTNET_SE_RATIO,
+      input_specs=tf_keras.layers.InputSpec(shape=[None, image_size, image_size, 3]))
+
+
+def _block_name(path: str, expands: bool) -> str:
+  """TF1 name (within `blocks_k/`) of one variable path inside a Model Garden block."""
+  batch_norms = ([f'{_BN}', f'{_BN}_1', f'{_BN}_2'] if expands else [None, _BN, f'{_BN}_1'])
+  convs = {'_conv0': 'conv2d', '_conv1': 'depthwise_conv2d',
+           '_conv2': 'conv2d_1' if expands else 'conv2d',
+           '_squeeze_excitation/_se_reduce': 'se/conv2d',
+           '_squeeze_excitation/_se_expand': 'se/conv2d_1'}
+  layer, variable = path.rsplit('/', 1)
+  if layer in convs:
+    return f'{convs[layer]}/{variable}'
+  norm = re.fullmatch(r'_norm([012])', layer)
+  if norm and batch_norms[int(norm.group(1))]:
+    return f'{batch_norms[int(norm.group(1))]}/{variable}'
+  raise ValueError(f'no TF1 EfficientNet name for block variable {path}')
+
+
+def efficientnet_tf1_names(backbone: tf_keras.Model, scope: str) -> Dict[str, str]:
+  """Checkpoint key of every backbone variable -> its TF1 name under `scope`.
+
+  Model Garden's layers with weights are, in order: stem conv, stem norm, one inverted
+  bottleneck block per TF1 `blocks_k`, head conv, head norm.
+  """
+  keys = initialization.variable_paths(tf.train.Checkpoint(backbone=backbone))
+  parsed = {}
+  for key in keys:
+    match = _LAYER.match(key)
+    if not match:
+      raise ValueError(f'unexpected variable {key} in Model Garden\'s EfficientNet')
+    parsed[key] = (int(match.group(1)), match.group(2))
+  last = max(index for index, _ in parsed.values())
+  expands = {index for index, path in parsed.values() if path.startswith('_conv0/')}
+  names = {}
+  for key, (index, path) in parsed.items():
+    variable = path.rsplit('/', 1)[-1]
+    if index in (0, 1):
+      name = f'stem/{"conv2d" if index == 0 else _BN}/{variable}'
+    elif index in (last - 1, last):
+      name = f'head/{"conv2d" if index == last - 1 else _BN}/{variable}'
+    else:
+      name = f'blocks_{index - 2}/{_block_name(path, index in expands)}'
+    names[key] = f'{scope}/{name}'
+  return names
+
+
+def detect_scope(checkpoint: str) -> str:
+  """The TF1 model scope (`efficientnet-b7`, ...): the prefix of its stem convolution."""
+  for name, _ in tf.train.list_variables(checkpoint):
+    if name.endswith('/stem/conv2d/kernel'):
+      return name[:-len('/stem/conv2d/kernel')]
+  raise initialization.CheckpointMismatch(
+      f'{checkpoint} is not a TF1 EfficientNet checkpoint: no */stem/conv2d/kernel')
+
+
+def convert(source: str, output: str, model_id: str, use_ema: bool = True) -> Dict[str, int]:
+  """Converts one TF1 EfficientNet checkpoint; returns counts (written only if complete)."""
+  source = initialization.resolve(source)
+  scope = detect_scope(source)
+  reader = tf.train.load_checkpoint(source)
+  shapes = reader.get_variable_to_shape_map()
+  backbone = build_backbone(model_id)
+  variables = initialization.variable_paths(tf.train.Checkpoint(backbone=backbone))
+  names = efficientnet_tf1_names(backbone, scope)
+  values, ema = {}, 0
+  for key, variable in variables.items():
+    name = names[key]
+    if name not in shapes:
+      raise initialization.CheckpointMismatch(
+          f'{source} does not fit EfficientNet-{model_id}: it has no {name} '
+          f'(for {key.split("/.ATTRIBUTES")[0]}, shape {variable.shape.as_list()})')
+    if shapes[name] != variable.shape.as_list():
+      raise initialization.CheckpointMismatch(
+          f'{source} does not fit EfficientNet-{model_id}: {name} has shape {shapes[name]} '
+          f'there and {variable.shape.as_list()} here')
+    if use_ema and name + EMA_SUFFIX in shapes:
+      name += EMA_SUFFIX
+      ema += 1
+    values[key] = reader.get_tensor(name)
+  for key, value in values.items():
+    variables[key].assign(value)
+  tf.io.gfile.makedirs(os.path.dirname(output) or '.')
+  written = tf.train.Checkpoint(backbone=backbone).write(output)
+  used = set(names.values())
+  unused = [n for n in shapes if n not in used and not n.endswith(EMA_SUFFIX)]
+  return {'variables': len(values), 'from_ema': ema, 'unused_source_variables': len(unused),
+          'output': written}
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('input', None, 'TF1 EfficientNet checkpoint (prefix or directory).')
+flags.DEFINE_string('output', None, 'Output checkpoint prefix (Model Garden backbone).')
+flags.DEFINE_string('model_id', 'b7', 'EfficientNet model id (b0..b7, l2).')
+flags.DEFINE_bool('use_ema', True, 'Use the ExponentialMovingAverage copies when present.')
+
+
+def main(_):
+  if not FLAGS.input or not FLAGS.output:
+    print('error: convert_checkpoint needs --input and --output', file=sys.stderr)
+    sys.exit(2)
+  try:
+    counts = convert(FLAGS.input, FLAGS.output, FLAGS.model_id, FLAGS.use_ema)
+  except (initialization.CheckpointMismatch, ValueError, KeyError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(f'convert_checkpoint: {counts["variables"]} backbone variables '
+        f'({counts["from_ema"]} from moving averages) -> {counts["output"]}; '
+        f'{counts["unused_source_variables"]} source variables unused (classifier, '
+        'optimizer, step)')
+
+
+if __name__ == '__main__':
+  app.run(main)
