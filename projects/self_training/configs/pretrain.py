@@ -29,7 +29,7 @@ ICONIC_IMAGE_SIZE = 64   # the generator's default `--iconic_image_size`
 PRETRAIN_STEPS = 1000
 PRETRAIN_BATCH_SIZE = 64
 PLUS_STEPS_FACTOR = 3
-SIMCLR_STEPS = 2000
+SIMCLR_STEPS = 1000
 SIMCLR_BATCH_SIZE = 128   # pairs per step: 2 x 128 views, 254 negatives per view
 
 
@@ -125,5 +125,5 @@ def emoji_iconic_simclr() -> cfg.ExperimentConfig:
   config.task.validation_data.global_batch_size = SIMCLR_BATCH_SIZE
   config.task.losses.label_smoothing = 0.0
   config.trainer = retinanet.embedded_trainer(SIMCLR_STEPS, base_lr=0.3, warmup_steps=100,
-                                              eval_every=500)
+                                              eval_every=250)
   return config
