@@ -1,6 +1,9 @@
 """Shared fixtures: a tiny generated data set and a tiny training override."""
 
+import os
+
 import pytest
+import tensorflow as tf
 
 from projects.self_training.data import emoji_scenes
 
@@ -19,4 +22,16 @@ def tiny_data(tmp_path_factory):
   emoji_scenes.generate(out, image_size=64, num_train=12, num_holdout=4, num_val=6,
                         num_unlabeled=8, splits=('train', 'holdout', 'val', 'unlabeled_scenes'),
                         num_workers=1)
+  return out
+
+
+@pytest.fixture(scope='session')
+def iconic_data(tmp_path_factory):
+  """36 iconic images at 64 px in 3 shards of 12 (train: 2 shards, held out: 1)."""
+  out = str(tmp_path_factory.mktemp('iconic') / 'scenes')
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(emoji_scenes, 'IMAGES_PER_SHARD', 12)
+    emoji_scenes.generate(out, num_iconic=36, splits=(emoji_scenes.ICONIC_SPLIT,),
+                          num_workers=1)
+  assert len(tf.io.gfile.glob(os.path.join(out, 'iconic-*-of-00003.tfrecord'))) == 3
   return out

@@ -11,7 +11,6 @@ from projects.self_training import pretrain
 from projects.self_training import trainer
 from projects.self_training.configs import pretrain as pretrain_cfg
 from projects.self_training.data import categories
-from projects.self_training.data import emoji_scenes
 from projects.self_training.tasks import simclr
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,18 +19,6 @@ TINY_PRETRAIN = ('trainer.train_steps=4,trainer.validation_interval=2,trainer.st
                  'task.validation_data.global_batch_size=4,'
                  'trainer.optimizer_config.learning_rate.cosine.decay_steps=4,'
                  'trainer.optimizer_config.warmup.linear.warmup_steps=1')
-
-
-@pytest.fixture(scope='module')
-def iconic_data(tmp_path_factory):
-  """36 iconic images at 64 px in 3 shards of 12 (train: 2 shards, held out: 1)."""
-  out = str(tmp_path_factory.mktemp('iconic') / 'scenes')
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(emoji_scenes, 'IMAGES_PER_SHARD', 12)
-    emoji_scenes.generate(out, num_iconic=36, splits=(emoji_scenes.ICONIC_SPLIT,),
-                          num_workers=1)
-  assert len(tf.io.gfile.glob(os.path.join(out, 'iconic-*-of-00003.tfrecord'))) == 3
-  return out
 
 
 def test_nt_xent_matches_hand_computation():

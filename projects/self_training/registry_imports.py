@@ -7,5 +7,7 @@ from projects.self_training.configs import student
 from projects.self_training.tasks import retinanet_student
 from projects.self_training.configs import pretrain
 from projects.self_training.tasks import simclr
+from projects.self_training.configs import joint
+from projects.self_training.tasks import joint as joint_task
 from projects.self_training.configs import segmentation
 from projects.self_training.tasks import segmentation as segmentation_task

@@ -1,0 +1,102 @@
+"""Joint training (paper Table 7): L = L_det + 0.2 L_cls on a shared backbone."""
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from official.core import task_factory
+from official.vision.tasks import retinanet
+
+from projects.self_training import pipeline
+from projects.self_training import trainer
+from projects.self_training.configs import joint as joint_cfg
+from projects.self_training.configs import pretrain as pretrain_cfg
+from projects.self_training.data import emoji_scenes
+from projects.self_training.tasks import joint
+from tests.conftest import TINY
+
+
+def _params(tiny_data, iconic_data, **replace):
+  params = trainer.build_params(
+      'emoji_retinanet_joint', params_override=','.join([TINY, pipeline.data_override(tiny_data)]),
+      lock=False)
+  params.task.classification_data.input_path = pretrain_cfg.iconic_pattern(iconic_data, False)
+  params.task.classification_data.global_batch_size = 4
+  for key, value in replace.items():
+    setattr(params.task, key, value)
+  params.lock()
+  return params
+
+
+def test_registered_recipe_is_the_papers_weight():
+  params = trainer.build_params('emoji_retinanet_joint')
+  assert params.task.classification_weight == joint_cfg.PAPER_CLASSIFICATION_WEIGHT == 0.2
+  assert params.task.classification_data.input_path.endswith('iconic-00001-of-00003.tfrecord')
+  teacher = trainer.build_params('emoji_retinanet')
+  assert params.task.model.as_dict() == teacher.task.model.as_dict()
+  assert params.trainer.as_dict() == teacher.trainer.as_dict()
+
+
+def test_joint_loss_is_the_weighted_sum(tiny_data, iconic_data):
+  params = _params(tiny_data, iconic_data)
+  task = task_factory.get_task(params.task)
+  assert isinstance(task, joint.JointTrainingRetinaNetTask)
+  tf_keras.utils.set_random_seed(0)
+  model = task.build_model()
+  detection, classification = next(iter(task.build_inputs(params.task.train_data)))
+  assert classification[0].shape == (4, 64, 64, 3)
+  optimizer = tf_keras.optimizers.legacy.SGD(learning_rate=0.0)  # the weights stay put
+  metrics = task.build_metrics(training=True)
+  logs = task.train_step((detection, classification), model, optimizer, metrics)
+  # Recompute both parts: the detection loss with the official task, the classification
+  # loss by hand from the classifier's logits.
+  official = retinanet.RetinaNetTask(params.task)
+  images, labels = detection
+  outputs = model(images, training=True)
+  _, _, _, det_loss = official.build_losses(outputs=outputs, labels=labels, aux_losses=None)
+  endpoints = model.backbone(classification[0], training=True)
+  feats = tf.reduce_mean(endpoints[str(max(int(k) for k in endpoints))], axis=[1, 2])
+  logits = getattr(model, joint.CLASSIFIER_ATTR)(feats).numpy().astype(np.float64)
+  onehot = np.eye(params.task.classification_num_classes)[classification[1].numpy()]
+  smooth = params.task.classification_label_smoothing
+  target = onehot * (1 - smooth) + smooth / onehot.shape[1]
+  logp = logits - logits.max(1, keepdims=True)
+  logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+  class_loss = np.mean(-(target * logp).sum(1))
+  regularization = float(tf.add_n(model.losses))
+  expected = float(det_loss) + 0.2 * class_loss + regularization
+  np.testing.assert_allclose(float(logs['total_loss']), expected, rtol=1e-4)
+  np.testing.assert_allclose(float(logs['classification_loss']), class_loss, rtol=1e-4)
+  np.testing.assert_allclose(float(logs['detection_loss']), float(det_loss), rtol=1e-4)
+  # The classifier's weights get gradients (its loss reaches the shared backbone too).
+  classifier = getattr(model, joint.CLASSIFIER_ATTR)
+  assert all(any(v is w for w in model.trainable_variables) for v in classifier.variables)
+
+
+def test_weight_zero_is_the_detection_loss(tiny_data, iconic_data):
+  params = _params(tiny_data, iconic_data, classification_weight=0.0)
+  task = task_factory.get_task(params.task)
+  model = task.build_model()
+  batch = next(iter(task.build_inputs(params.task.train_data)))
+  metrics = task.build_metrics(training=True)
+  logs = task.train_step(batch, model, tf_keras.optimizers.legacy.SGD(0.0), metrics)
+  np.testing.assert_allclose(float(logs['total_loss']),
+                             float(logs['detection_loss']) + float(tf.add_n(model.losses)),
+                             rtol=1e-5)
+
+
+def test_joint_trains_evaluates_and_checkpoints_the_classifier(tiny_data, iconic_data,
+                                                               tmp_path):
+  params = _params(tiny_data, iconic_data)
+  result = trainer.train_to_plateau(params, str(tmp_path), progress=lambda _: None)
+  assert [h['step'] for h in result['history']] == [3, 6]
+  assert 'AP' in result['best']
+  names = [n for n, _ in tf.train.list_variables(result['best_checkpoint'])]
+  assert any(joint.CLASSIFIER_ATTR in n for n in names)
+  # Its detector evaluates like any other (the classifier is simply not read).
+  detector = trainer.build_params('emoji_retinanet', params_override=','.join(
+      [TINY, pipeline.data_override(tiny_data)]))
+  metrics = trainer.evaluate_checkpoint(
+      detector, result['best_checkpoint'],
+      emoji_scenes.split_pattern(tiny_data, 'val'), emoji_scenes.annotation_file(tiny_data, 'val'))
+  assert 'AP' in metrics
