@@ -89,21 +89,14 @@ class JointTrainingRetinaNetTask(retinanet.RetinaNetTask):
 
   def train_step(self, inputs, model, optimizer, metrics=None):
     detection, classification = inputs
-    num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
     with tf.GradientTape() as tape:
       det_loss, class_loss, accuracy, parts = self.joint_losses(model, detection,
                                                                 classification)
       loss = det_loss + self.task_config.classification_weight * class_loss
       if model.losses:
         loss += tf.add_n(model.losses)
-      scaled_loss = loss / num_replicas
-      if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
-        scaled_loss = optimizer.get_scaled_loss(scaled_loss)
-    tvars = model.trainable_variables
-    grads = tape.gradient(scaled_loss, tvars)
-    if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
-      grads = optimizer.get_unscaled_gradients(grads)
-    optimizer.apply_gradients(list(zip(grads, tvars)))
+      scaled_loss = self_training.scale_loss(loss, optimizer)
+    self_training.apply_scaled_gradients(tape, scaled_loss, model, optimizer)
     values = dict(parts, total_loss=loss, model_loss=det_loss, detection_loss=det_loss,
                   classification_loss=class_loss, classification_accuracy=accuracy)
     return self_training.update_metrics(metrics, values, {self.loss: loss})

@@ -67,7 +67,6 @@ class SelfTrainingMixin:
     the model outputs, labels, loss and parts.
     """
     (human_images, human_labels), (pseudo_images, pseudo_labels) = inputs
-    num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
     normalizer = getattr(model, NORMALIZER_ATTR)
     with tf.GradientTape() as tape:
       halves = {}
@@ -82,15 +81,28 @@ class SelfTrainingMixin:
       if model.losses:
         loss += tf.add_n(model.losses)
       loss = loss_weight * loss
-      scaled_loss = loss / num_replicas
-      if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
-        scaled_loss = optimizer.get_scaled_loss(scaled_loss)
-    tvars = model.trainable_variables
-    grads = tape.gradient(scaled_loss, tvars)
-    if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
-      grads = optimizer.get_unscaled_gradients(grads)
-    optimizer.apply_gradients(list(zip(grads, tvars)))
+      scaled_loss = scale_loss(loss, optimizer)
+    apply_scaled_gradients(tape, scaled_loss, model, optimizer)
     return loss, dict(st_logs, model_loss=combined), halves
+
+
+def scale_loss(loss: tf.Tensor, optimizer) -> tf.Tensor:
+  """The replica's share of `loss` (gradients are summed across replicas), loss-scaled
+  under mixed precision; call inside the tape, as Model Garden's train steps do."""
+  scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
+  if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+    scaled = optimizer.get_scaled_loss(scaled)
+  return scaled
+
+
+def apply_scaled_gradients(tape: tf.GradientTape, scaled_loss: tf.Tensor,
+                           model: tf_keras.Model, optimizer) -> None:
+  """One optimizer step on the model's trainable variables from `scale_loss`'s output."""
+  tvars = model.trainable_variables
+  grads = tape.gradient(scaled_loss, tvars)
+  if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+    grads = optimizer.get_unscaled_gradients(grads)
+  optimizer.apply_gradients(list(zip(grads, tvars)))
 
 
 def update_metrics(metrics: Optional[List[Any]], values: Dict[str, Any],
