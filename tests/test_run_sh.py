@@ -15,7 +15,8 @@ def test_help_lists_the_subcommands():
   proc = _run('--help')
   assert proc.returncode == 0
   for sub in ('test', 'export', 'pseudo_label', 'segmentation', 'export_segmentation',
-              'bench_margin', 'bench_overhead', 'bench_seg_scales', 'bench_seg_margin'):
+              'bench_margin', 'bench_overhead', 'bench_seg_scales', 'bench_seg_margin',
+              'pretrain', 'convert_checkpoint'):
     assert f'\n  {sub} ' in proc.stdout
 
 
@@ -30,3 +31,14 @@ def test_unknown_subcommand_is_one_line():
   proc = _run('trian')
   assert proc.returncode != 0
   assert proc.stderr.strip() == "run.sh: unknown subcommand 'trian' (see ./run.sh --help)"
+
+
+def test_pretrain_and_convert_checkpoint_bad_arguments_are_one_line():
+  proc = _run('pretrain', 'imagenett')
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "error: unknown pre-training kind 'imagenett'; one of imagenet, imagenet_plus, simclr")
+  proc = _run('convert_checkpoint', '--output=/tmp/x')
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1] == (
+      'error: convert_checkpoint needs --input and --output')
