@@ -22,7 +22,7 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
                 detection boxes or segmentation masks, as the SavedModel's label map says
   segmentation  segmentation self-training (teacher, pseudo masks, student); mIoU table on voc_val
   pretrain      backbone pre-training on iconic: imagenet | imagenet_plus | simclr (for gin/init)
-  convert_checkpoint  public TF1 EfficientNet checkpoint -> Model Garden backbone (for gin/init)
+  convert_checkpoint  public EfficientNet / SimCLR ResNet checkpoint -> Model Garden backbone
   bench         benchmarks: teacher train img/s and tf.data img/s for Augment-S1..S4
   bench_margin  student's margin over the supervised control over several seeds
   bench_overhead  student step vs official step; pseudo-labeler vs bare SavedModel

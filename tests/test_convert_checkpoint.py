@@ -111,7 +111,7 @@ def test_missing_or_misshapen_source_is_one_line_and_writes_nothing(tf1_checkpoi
     convert_checkpoint.convert(path, out, 'b0')
   assert not tf.io.gfile.exists(os.path.dirname(out))
   # A B0 checkpoint converted as B1 (wider, deeper): named, not half-converted.
-  with pytest.raises(initialization.CheckpointMismatch, match='does not fit EfficientNet-b1'):
+  with pytest.raises(initialization.CheckpointMismatch, match='does not fit efficientnet_tf1 b1'):
     convert_checkpoint.convert(tf1_checkpoint[0], out, 'b1')
 
 
@@ -126,3 +126,51 @@ def test_cli_reports_in_one_line(tf1_checkpoint, tmp_path):
   bad = run(f'--input={tmp_path}/nothing', f'--output={tmp_path}/x', '--model_id=b0')
   assert bad.returncode == 2
   assert bad.stderr.strip().splitlines()[-1].startswith('error: init checkpoint not found')
+
+
+def simclr_resnet10_tensors(rng):
+  """A SimCLR-style (v1, TF1) ResNet-10 checkpoint: layers numbered in creation order; per
+  block the projection shortcut first, then the two 3x3 convolutions, each with its BN."""
+  convs = [(7, 7, 3, 64)]
+  channels = 64
+  for filters in (64, 128, 256, 512):
+    convs += [(1, 1, channels, filters), (3, 3, channels, filters), (3, 3, filters, filters)]
+    channels = filters
+  tensors = {}
+  for k, shape in enumerate(convs):
+    suffix = f'_{k}' if k else ''
+    tensors[f'base_model/conv2d{suffix}/kernel'] = rng.normal(size=shape).astype(np.float32)
+    for v in BN_VARS:
+      tensors[f'base_model/batch_normalization{suffix}/{v}'] = rng.normal(
+          size=shape[-1]).astype(np.float32)
+  tensors['head_supervised/linear_layer/dense/kernel'] = np.zeros([512, 1000], np.float32)
+  tensors['head_contrastive/nl_0/dense/kernel'] = np.zeros([512, 512], np.float32)
+  tensors['global_step'] = np.array(3, np.int64)
+  return tensors
+
+
+def test_simclr_resnet_converts_by_creation_order(tmp_path):
+  tensors = simclr_resnet10_tensors(np.random.default_rng(1))
+  path = _write_tf1(str(tmp_path / 'simclr' / 'model.ckpt'), tensors)
+  counts = convert_checkpoint.convert(path, str(tmp_path / 'mg' / 'ckpt'), '10',
+                                      family='simclr_resnet')
+  assert counts['variables'] == 13 * 5 and counts['unused_source_variables'] == 3
+  backbone = convert_checkpoint.SOURCES['simclr_resnet'][0]('10')
+  initialization.load(counts['output'], {'backbone': backbone})
+  variables = initialization.variable_paths(tf.train.Checkpoint(backbone=backbone))
+  value = lambda path: variables[f'backbone/{path}/.ATTRIBUTES/VARIABLE_VALUE'].numpy()
+  np.testing.assert_array_equal(value('layer_with_weights-0/kernel'),
+                                tensors['base_model/conv2d/kernel'])        # stem
+  np.testing.assert_array_equal(value('layer_with_weights-1/gamma'),
+                                tensors['base_model/batch_normalization/gamma'])
+  np.testing.assert_array_equal(value('layer_with_weights-2/_shortcut/kernel'),
+                                tensors['base_model/conv2d_1/kernel'])      # first block
+  np.testing.assert_array_equal(value('layer_with_weights-2/_conv1/kernel'),
+                                tensors['base_model/conv2d_2/kernel'])
+  np.testing.assert_array_equal(value('layer_with_weights-2/_norm2/moving_variance'),
+                                tensors['base_model/batch_normalization_3/moving_variance'])
+  np.testing.assert_array_equal(value('layer_with_weights-5/_conv2/kernel'),
+                                tensors['base_model/conv2d_12/kernel'])     # last block
+  # A ResNet-10 checkpoint is not a ResNet-18: named in one line.
+  with pytest.raises(initialization.CheckpointMismatch, match='another depth'):
+    convert_checkpoint.convert(path, str(tmp_path / 'x' / 'ckpt'), '18', family='simclr_resnet')

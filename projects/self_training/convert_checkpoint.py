@@ -1,9 +1,17 @@
-r"""Public EfficientNet checkpoints -> Model Garden backbone checkpoints, for `gin/init`.
+r"""Public backbone checkpoints -> Model Garden backbone checkpoints, for `gin/init`.
 
   ./run.sh convert_checkpoint --model_id=b7 \
       --input=/ckpts/efficientnet-b7-autoaugment/model.ckpt --output=/ckpts/b7-aa-mg/ckpt
   ./run.sh train ... --gin_file=gin/init/imagenet.gin \
       --gin_params="IMAGENET_CHECKPOINT='/ckpts/b7-aa-mg/ckpt'"
+  ./run.sh convert_checkpoint --source=simclr_resnet --model_id=50 \
+      --input=/ckpts/ResNet50_1x/model.ckpt-225206 --output=/ckpts/simclr-r50-mg/ckpt
+
+SimCLR (v1, the TF1 code of google-research/simclr) names its ResNet's layers by creation
+order, `base_model/conv2d_17/kernel`, `base_model/batch_normalization_17/gamma`; Model
+Garden's ResNet creates the same layers in the same order (per block: projection shortcut,
+then the three convolutions, each with its batch norm), so the k-th convolution and the
+k-th batch norm of each are paired, shapes checked.
 
 The paper's ImageNet and ImageNet++ Init are the TF1 checkpoints of tensorflow/tpu's
 EfficientNet (B7 AutoAugment, 84.5% top-1; Noisy Student, 86.9%), whose variables are named
@@ -28,6 +36,7 @@ import tensorflow as tf
 import tf_keras
 
 from official.vision.modeling.backbones import efficientnet
+from official.vision.modeling.backbones import resnet
 
 from projects.self_training import initialization
 from projects.self_training.configs import retinanet
@@ -35,6 +44,7 @@ from projects.self_training.modeling import efficientnet_l2  # pylint: disable=u
 
 EMA_SUFFIX = '/ExponentialMovingAverage'
 _BN = 'tpu_batch_normalization'
+_SUFFIX = initialization.VARIABLE_SUFFIX
 _LAYER = re.compile(r'^backbone/layer_with_weights-(\d+)/(.*)/\.ATTRIBUTES/VARIABLE_VALUE$')
 
 
@@ -98,25 +108,27 @@ def detect_scope(checkpoint: str) -> str:
       f'{checkpoint} is not a TF1 EfficientNet checkpoint: no */stem/conv2d/kernel')
 
 
-def convert(source: str, output: str, model_id: str, use_ema: bool = True) -> Dict[str, int]:
-  """Converts one TF1 EfficientNet checkpoint; returns counts (written only if complete)."""
+def convert(source: str, output: str, model_id: str, use_ema: bool = True,
+            family: str = 'efficientnet_tf1') -> Dict[str, int]:
+  """Converts one public checkpoint; returns counts (the output is written only if every
+  backbone variable was found with its shape)."""
   source = initialization.resolve(source)
-  scope = detect_scope(source)
   reader = tf.train.load_checkpoint(source)
   shapes = reader.get_variable_to_shape_map()
-  backbone = build_backbone(model_id)
+  build, name_map = SOURCES[family]
+  backbone = build(model_id)
   variables = initialization.variable_paths(tf.train.Checkpoint(backbone=backbone))
-  names = efficientnet_tf1_names(backbone, scope)
+  names = name_map(backbone, source, list(shapes))
   values, ema = {}, 0
   for key, variable in variables.items():
     name = names[key]
     if name not in shapes:
       raise initialization.CheckpointMismatch(
-          f'{source} does not fit EfficientNet-{model_id}: it has no {name} '
+          f'{source} does not fit {family} {model_id}: it has no {name} '
           f'(for {key.split("/.ATTRIBUTES")[0]}, shape {variable.shape.as_list()})')
     if shapes[name] != variable.shape.as_list():
       raise initialization.CheckpointMismatch(
-          f'{source} does not fit EfficientNet-{model_id}: {name} has shape {shapes[name]} '
+          f'{source} does not fit {family} {model_id}: {name} has shape {shapes[name]} '
           f'there and {variable.shape.as_list()} here')
     if use_ema and name + EMA_SUFFIX in shapes:
       name += EMA_SUFFIX
@@ -132,10 +144,61 @@ def convert(source: str, output: str, model_id: str, use_ema: bool = True) -> Di
           'output': written}
 
 
+# Model Garden's ResNet block sublayers in creation order (bottleneck and basic blocks).
+_RESNET_SUBLAYERS = ('_shortcut', '_norm0', '_conv1', '_norm1', '_conv2', '_norm2', '_conv3',
+                     '_norm3')
+_SIMCLR_LAYER = re.compile(r'^base_model/(conv2d|batch_normalization)(?:_(\d+))?/(\w+)$')
+
+
+def _creation_order(key: str) -> Tuple[int, int]:
+  index, path = _LAYER.match(key).groups()
+  layer = path.rsplit('/', 1)[0] if '/' in path else ''
+  return int(index), (_RESNET_SUBLAYERS.index(layer) if layer else -1)
+
+
+def simclr_resnet_names(backbone: tf_keras.Model, source_names) -> Dict[str, str]:
+  """Checkpoint key of every Model Garden ResNet variable -> its SimCLR (TF1) name."""
+  keys = initialization.variable_paths(tf.train.Checkpoint(backbone=backbone))
+  layers = {}  # Model Garden layer path -> its variables' keys, in creation order
+  for key in sorted(keys, key=_creation_order):
+    layers.setdefault(key.rsplit('/', 3)[0], []).append(key)
+  ours = {'conv2d': [l for l, ks in layers.items() if ks[0].endswith('/kernel' + _SUFFIX)],
+          'batch_normalization': [l for l, ks in layers.items()
+                                  if not ks[0].endswith('/kernel' + _SUFFIX)]}
+  theirs = {'conv2d': set(), 'batch_normalization': set()}
+  for name in source_names:
+    match = _SIMCLR_LAYER.match(name)
+    if match:
+      theirs[match.group(1)].add(int(match.group(2) or 0))
+  names = {}
+  for kind, our_layers in ours.items():
+    if sorted(theirs[kind]) != list(range(len(our_layers))):
+      raise initialization.CheckpointMismatch(
+          f'the checkpoint has {len(theirs[kind])} base_model/{kind} layers, the ResNet '
+          f'{len(our_layers)}: another depth?')
+    for k, layer in enumerate(our_layers):
+      prefix = f'base_model/{kind}' + (f'_{k}' if k else '')
+      for key in layers[layer]:
+        names[key] = f'{prefix}/{key[:-len(_SUFFIX)].rsplit("/", 1)[1]}'
+  return names
+
+
+SOURCES = {
+    'efficientnet_tf1': (lambda model_id: build_backbone(model_id),
+                         lambda backbone, checkpoint, names: efficientnet_tf1_names(
+                             backbone, detect_scope(checkpoint))),
+    'simclr_resnet': (lambda model_id: resnet.ResNet(
+        model_id=int(model_id), input_specs=tf_keras.layers.InputSpec(shape=[None, 224, 224, 3])),
+                      lambda backbone, checkpoint, names: simclr_resnet_names(backbone, names)),
+}
+
+
 FLAGS = flags.FLAGS
+flags.DEFINE_enum('source', 'efficientnet_tf1', list(SOURCES),
+                  'Checkpoint family: tensorflow/tpu EfficientNet, or SimCLR (v1) ResNet.')
 flags.DEFINE_string('input', None, 'TF1 EfficientNet checkpoint (prefix or directory).')
 flags.DEFINE_string('output', None, 'Output checkpoint prefix (Model Garden backbone).')
-flags.DEFINE_string('model_id', 'b7', 'EfficientNet model id (b0..b7, l2).')
+flags.DEFINE_string('model_id', 'b7', 'EfficientNet model id (b0..b7, l2), or ResNet depth.')
 flags.DEFINE_bool('use_ema', True, 'Use the ExponentialMovingAverage copies when present.')
 
 
@@ -144,7 +207,7 @@ def main(_):
     print('error: convert_checkpoint needs --input and --output', file=sys.stderr)
     sys.exit(2)
   try:
-    counts = convert(FLAGS.input, FLAGS.output, FLAGS.model_id, FLAGS.use_ema)
+    counts = convert(FLAGS.input, FLAGS.output, FLAGS.model_id, FLAGS.use_ema, FLAGS.source)
   except (initialization.CheckpointMismatch, ValueError, KeyError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
