@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from official.core import task_factory
+
 from projects.self_training import pretrain
 from projects.self_training import trainer
 from projects.self_training.configs import pretrain as pretrain_cfg
@@ -96,3 +98,14 @@ def test_missing_iconic_data_is_one_line_error(tmp_path):
 def test_iconic_classes_match_the_experiment():
   params = trainer.build_params('emoji_iconic_simclr')
   assert params.task.model.num_classes == len(categories.ICONIC_CLASSES)
+
+
+def test_batch_norm_recalibration_moves_statistics_toward_the_images():
+  params = trainer.build_params('emoji_iconic_classification')
+  backbone = task_factory.get_task(params.task).build_model().backbone
+  first = [v for v in backbone.variables if 'moving_mean' in v.name][0]
+  before = first.numpy().copy()
+  images = np.random.default_rng(0).normal(2.0, 1.0, (40, 64, 64, 3)).astype(np.float32)
+  pretrain.recalibrate_batch_norm(backbone, images, epochs=1, batch_size=16)
+  assert not np.allclose(before, first.numpy())
+  assert all(v.trainable is False for v in backbone.variables if 'moving' in v.name)
