@@ -77,7 +77,9 @@ def test_pretrain_reports_top1_resumes_and_loads_into_the_segmenter(
       os.path.join(pretrain.kind_dir(runs, kind), trainer.BEST_SUBDIR))
   params = trainer.build_params(
       'emoji_segmentation', gin_files=[os.path.join(REPO_ROOT, 'gin', 'init', f'{gin_name}.gin')],
-      gin_params=[f"{gin_name.upper()}_CHECKPOINT='{result['best_checkpoint']}'"])
+      # The gin files name the directory; its latest (best) checkpoint is read.
+      gin_params=[f"{gin_name.upper()}_CHECKPOINT="
+                  f"'{os.path.join(pretrain.kind_dir(runs, kind), trainer.BEST_SUBDIR)}'"])
   task = trainer.build_task(params, str(tmp_path / 'seg'))
   model = task.build_model()
   model(tf.zeros([1] + params.task.model.input_size), training=False)
