@@ -184,7 +184,7 @@ def simclr_resnet_names(backbone: tf_keras.Model, source_names) -> Dict[str, str
 
 
 SOURCES = {
-    'efficientnet_tf1': (lambda model_id: build_backbone(model_id),
+    'efficientnet_tf1': (build_backbone,
                          lambda backbone, checkpoint, names: efficientnet_tf1_names(
                              backbone, detect_scope(checkpoint))),
     'simclr_resnet': (lambda model_id: resnet.ResNet(

@@ -31,7 +31,7 @@ from projects.self_training import initialization
 from projects.self_training import trainer
 from projects.self_training.configs import pretrain as pretrain_cfg
 from projects.self_training.configs import retinanet
-from projects.self_training.tasks import simclr
+from projects.self_training.modeling import features
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KINDS = {
@@ -109,14 +109,14 @@ def linear_probe(params, checkpoint: str, steps: int = 300, seed: int = 0) -> Di
   train_images, _ = _iconic_arrays(params.task.train_data.input_path, size)
   recalibrate_batch_norm(backbone, train_images)
 
-  def features(pattern):
+  def pooled(pattern):
     images, labels = _iconic_arrays(pattern, size)
-    feats = np.concatenate([simclr.pooled_features(backbone, images[i:i + 256]).numpy()
+    feats = np.concatenate([features.pooled_features(backbone, images[i:i + 256]).numpy()
                             for i in range(0, len(images), 256)])
     return feats, labels
 
-  x_train, y_train = features(params.task.train_data.input_path)
-  x_test, y_test = features(params.task.validation_data.input_path)
+  x_train, y_train = pooled(params.task.train_data.input_path)
+  x_test, y_test = pooled(params.task.validation_data.input_path)
   mean, std = x_train.mean(0), x_train.std(0) + 1e-6
   x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
   tf.random.set_seed(seed)

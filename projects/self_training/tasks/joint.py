@@ -20,8 +20,8 @@ from official.vision.tasks import image_classification
 from official.vision.tasks import retinanet
 
 from projects.self_training.configs import joint as joint_cfg
+from projects.self_training.modeling import features
 from projects.self_training.tasks import self_training
-from projects.self_training.tasks import simclr
 
 CLASSIFIER_ATTR = 'joint_classifier'
 JOINT_METRICS = ('detection_loss', 'classification_loss', 'classification_accuracy')
@@ -40,7 +40,7 @@ class JointTrainingRetinaNetTask(retinanet.RetinaNetTask):
         kernel_regularizer=tf_keras.regularizers.l2(l2 / 2.0) if l2 else None))
     size = config.classification_image_size
     getattr(model, CLASSIFIER_ATTR)(
-        simclr.pooled_features(model.backbone, tf.zeros([1, size, size, 3])))
+        features.pooled_features(model.backbone, tf.zeros([1, size, size, 3])))
     return model
 
   def _classification_task(self) -> image_classification.ImageClassificationTask:
@@ -54,7 +54,7 @@ class JointTrainingRetinaNetTask(retinanet.RetinaNetTask):
   def build_inputs(self, params, input_context: Optional[tf.distribute.InputContext] = None):
     """(detection batch, classification batch) pairs for training; the official otherwise."""
     detection = super().build_inputs(params, input_context)
-    if not (params.is_training and params.as_dict() == self.task_config.train_data.as_dict()):
+    if not self_training.is_train_data(self.task_config, params):
       return detection
     data = self.task_config.classification_data
     if not data.input_path and not data.tfds_name:
@@ -77,7 +77,7 @@ class JointTrainingRetinaNetTask(retinanet.RetinaNetTask):
     _, cls_loss, box_loss, det_loss = self.build_losses(outputs=outputs, labels=labels,
                                                         aux_losses=None)
     logits = tf.cast(getattr(model, CLASSIFIER_ATTR)(
-        simclr.pooled_features(model.backbone, cls_images, training=training)), tf.float32)
+        features.pooled_features(model.backbone, cls_images, training=training)), tf.float32)
     num_classes = self.task_config.classification_num_classes
     class_loss = tf.reduce_mean(tf_keras.losses.categorical_crossentropy(
         tf.one_hot(cls_labels, num_classes), logits, from_logits=True,

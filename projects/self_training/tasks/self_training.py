@@ -41,7 +41,7 @@ class SelfTrainingMixin:
     return model
 
   def is_train_data(self, params) -> bool:
-    return params.is_training and params.as_dict() == self.task_config.train_data.as_dict()
+    return is_train_data(self.task_config, params)
 
   def zip_pseudo(self, params, input_context, build: Callable[..., tf.data.Dataset]):
     """(human batch, pseudo batch) pairs; `build(params, input_context)` reads one source."""
@@ -103,6 +103,11 @@ def apply_scaled_gradients(tape: tf.GradientTape, scaled_loss: tf.Tensor,
   if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
     grads = optimizer.get_unscaled_gradients(grads)
   optimizer.apply_gradients(list(zip(grads, tvars)))
+
+
+def is_train_data(task_config, params) -> bool:
+  """True when `params` is the task's training data config (not validation, not pseudo)."""
+  return params.is_training and params.as_dict() == task_config.train_data.as_dict()
 
 
 def update_metrics(metrics: Optional[List[Any]], values: Dict[str, Any],

@@ -24,12 +24,7 @@ from official.vision.ops import preprocess_ops
 from official.vision.tasks import image_classification
 
 from projects.self_training.configs import pretrain as pretrain_cfg
-
-
-def pooled_features(backbone: tf_keras.Model, images, training=False) -> tf.Tensor:
-  """Global average of the backbone's last (coarsest) endpoint."""
-  endpoints = backbone(images, training=training)
-  return tf.reduce_mean(endpoints[max(endpoints, key=int)], axis=[1, 2])
+from projects.self_training.modeling.features import pooled_features
 
 
 class SimCLRModel(tf_keras.Model):
