@@ -54,6 +54,7 @@ class Settings:
   seed: int = 0
   force: Sequence[str] = ()
   finetune_subdir: str = ''   # e.g. 'seed1': control and student of one seed, side by side
+  train_input: str = ''       # the labeled TFRecords (default: data_dir's `train`)
 
   depends_on: ClassVar[Dict[str, Sequence[str]]] = DEPENDS_ON
   metric: ClassVar[str] = 'AP'          # held-out metric for plateaus and best checkpoints
@@ -66,16 +67,17 @@ class Settings:
 
   def data_override(self) -> str:
     """Points the experiments' train and held-out data at this run's splits."""
-    return data_override(self.data_dir)
+    return data_override(self.data_dir, train_input=self.train_input)
 
   def val_metrics(self, params, checkpoint: str) -> Dict[str, float]:
     """The final metrics of one checkpoint on `val` (never used for a choice)."""
     return _val_metrics(params, checkpoint, self.data_dir)
 
 
-def data_override(data_dir: str, validation_split: str = 'holdout') -> str:
+def data_override(data_dir: str, validation_split: str = 'holdout', train_input: str = '') -> str:
   """Points an embedded experiment's train/validation data at `data_dir`."""
-  return (f'task.train_data.input_path={emoji_scenes.split_pattern(data_dir, "train")},'
+  train_input = train_input or emoji_scenes.split_pattern(data_dir, 'train')
+  return (f'task.train_data.input_path={train_input},'
           f'task.validation_data.input_path='
           f'{emoji_scenes.split_pattern(data_dir, validation_split)},'
           f'task.annotation_file={emoji_scenes.annotation_file(data_dir, validation_split)}')
@@ -231,9 +233,13 @@ def pseudo_quality(s: Settings, saved_model: str,
   return result
 
 
-def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: str,
+def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional[str],
              extra_override: str = '', progress: Callable[[str], None] = print) -> Dict[str, Any]:
-  """Trains `experiment` from `init_checkpoint` for `student_steps` steps (control/student)."""
+  """Trains `experiment` from `init_checkpoint` for `student_steps` steps (control/student).
+
+  With `init_checkpoint` None the model starts as the experiment (and its gin init) says:
+  random weights for Rand Init, the paper's Table 10 "student from random".
+  """
   fresh(s, stage)
   model_dir = s.dir(stage)
   wanted = {'experiment': experiment, 'steps': s.student_steps,
@@ -257,14 +263,16 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: str,
               f'trainer.optimizer_config.warmup.linear.warmup_steps={s.student_warmup_steps},'
               f'trainer.optimizer_config.warmup.linear.warmup_learning_rate='
               f'{s.student_learning_rate / 10},'
-              f'task.init_checkpoint={init_checkpoint},task.init_checkpoint_modules=all,'
               f'task.train_data.seed={s.seed}')
+  if init_checkpoint is not None:
+    schedule += f',task.init_checkpoint={init_checkpoint},task.init_checkpoint_modules=all'
   params = trainer.build_params(
       experiment, params_override=join_overrides(s.data_override(), schedule, extra_override,
                                         s.student_override),
       gin_files=s.gin_files, gin_params=s.gin_params)
   tf_keras.utils.set_random_seed(s.seed)
-  progress(f'{stage}: {experiment}, {steps} steps from the teacher; {model_dir}')
+  start = 'from the teacher' if init_checkpoint is not None else 'from its initialization'
+  progress(f'{stage}: {experiment}, {steps} steps {start}; {model_dir}')
   result = trainer.train_to_plateau(params, model_dir,
                                     trainer.Plateau(metric=s.metric, patience=10 ** 6),
                                     progress=lambda line: progress('  ' + line))
@@ -304,12 +312,18 @@ def run(s: Settings, stages: Sequence[str] = STAGES,
   if 'control' in stages:
     out['control'] = finetune(s, 'control', s.teacher_experiment, init, progress=progress)
   if 'student' in stages:
-    from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
-    out['student'] = finetune(
-        s, 'student', s.student_experiment, init,
-        f'task.pseudo_data.input_path={labeler.record_pattern(s.dir("pseudo"))},'
-        f'task.pseudo_data.seed={s.seed}', progress)
+    out['student'] = student(s, init, progress)
   return out
+
+
+def student(s: Settings, init_checkpoint: Optional[str],
+            progress: Callable[[str], None] = print) -> Dict[str, Any]:
+  """Trains the student on human + `pseudo` batches from `init_checkpoint` (the teacher's)."""
+  from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
+  return finetune(
+      s, 'student', s.student_experiment, init_checkpoint,
+      f'task.pseudo_data.input_path={labeler.record_pattern(s.dir("pseudo"))},'
+      f'task.pseudo_data.seed={s.seed}', progress)
 
 
 def table(results: Dict[str, Any], split: str = 'val') -> List[str]:

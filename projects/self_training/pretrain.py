@@ -175,10 +175,15 @@ def run(kind: str, runs_dir: str, data_dir: Optional[str] = None, params_overrid
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('runs_dir', os.path.join(ROOT, 'runs'), 'Where runs are written.')
-flags.DEFINE_string('data_dir', None, 'An emoji-scenes data set (default: the embedded one).')
-flags.DEFINE_string('params_override', '', 'Model Garden params override for the experiment.')
-flags.DEFINE_bool('force', False, 'Redo a finished kind from scratch.')
+
+
+def define_flags():
+  """The command line's flags (defined when run as a program, so that importing this
+  module from another program, e.g. the study, does not clash with its flags)."""
+  flags.DEFINE_string('runs_dir', os.path.join(ROOT, 'runs'), 'Where runs are written.')
+  flags.DEFINE_string('data_dir', None, 'An emoji-scenes data set (default: the embedded one).')
+  flags.DEFINE_string('params_override', '', 'Model Garden params override for the experiment.')
+  flags.DEFINE_bool('force', False, 'Redo a finished kind from scratch.')
 
 
 def main(argv):
@@ -198,4 +203,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

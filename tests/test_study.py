@@ -1,0 +1,169 @@
+"""The study runner (paper Tables 2, 3, 4, 7, 10, App. B) and `compare`."""
+
+import os
+
+import pytest
+import yaml
+
+from projects.self_training import compare
+from projects.self_training import study
+from projects.self_training import trainer
+from projects.self_training.data import emoji_scenes
+
+
+@pytest.fixture(scope='module')
+def study_data(tmp_path_factory):
+  """Labeled scenes and an iconic pool (3 shards of 12) in one set, at 64 px."""
+  out = str(tmp_path_factory.mktemp('study') / 'scenes')
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(emoji_scenes, 'IMAGES_PER_SHARD', 12)
+    emoji_scenes.generate(out, image_size=64, num_train=12, num_holdout=4, num_val=6,
+                          num_iconic=36, splits=('train', 'holdout', 'val', 'iconic'),
+                          num_workers=1)
+  return out
+
+
+def test_grid_ids_are_unique_and_shared_runs_have_one_key():
+  cells = study.grid()
+  ids = [c.id for c in cells]
+  assert len(ids) == len(set(ids))
+  by_id = {c.id: c for c in cells}
+  # Table 4's Rand Init cells are Table 2's Augment-S4 runs; Table 10's student is Table 2's.
+  assert by_id['table4.rand.ap'].run_key == by_id['table2.rand.s4'].run_key
+  assert by_id['table4.rand_st.ap'].run_key == by_id['table2.rand_st.s4'].run_key
+  assert by_id['table10.student_from_teacher.s1'].run_key == by_id['table2.rand_st.s1'].run_key
+  assert by_id['table3.rand.f100'].run_key == by_id['table2.rand.s4'].run_key
+  # The loss variants are distinct runs of one teacher group.
+  norm, std = by_id['appendix_b.loss_norm.a3'], by_id['appendix_b.standard.a3']
+  assert norm.group == std.group and norm.run_key != std.run_key
+  # Every cell of every table has a paper number, except where the paper has none.
+  missing = [c.id for c in cells if c.paper is None and c.id != 'appendix_b.standard.a3']
+  assert not missing, missing
+
+
+def test_select_default_all_and_globs():
+  cells = study.grid()
+  default = study.select(cells, ['default'])
+  assert all(c.default for c in default)
+  assert not any(c.group.init == 'imagenet_plus' for c in default)
+  assert {c.group.aug for c in default if c.table == 'table2'} == set(study.DEFAULT_AUGS)
+  assert len(study.select(cells, ['all'])) == len(cells)
+  assert [c.id for c in study.select(cells, ['table4.*'])] == [
+      'table4.rand.ap', 'table4.imagenet.ap', 'table4.simclr.ap', 'table4.rand_st.ap']
+  with pytest.raises(trainer.ConfigError, match="'table9.*' matches no cell"):
+    study.select(cells, ['table9.*'])
+
+
+def _record(cell_id, ap, kind='supervised'):
+  table, row, column = cell_id.split('.', 2)
+  return {'id': cell_id, 'table': table, 'row': row, 'column': column, 'kind': kind,
+          'val': {'AP': ap, 'AP50': ap, 'AP75': ap}, 'seconds': 10.0, 'size': 'tiny'}
+
+
+def test_report_puts_gains_against_the_rand_init_supervised_cell():
+  records = {r['id']: r for r in [
+      _record('table2.rand.s1', 0.200), _record('table2.imagenet.s1', 0.231),
+      _record('table2.rand_st.s1', 0.185, 'self_training'),
+      _record('table7.rand.supervised', 0.100), _record('table7.imagenet.joint', 0.125),
+      _record('appendix_b.standard.a3', 0.210, 'self_training')]}
+  text = '\n'.join(study.report_tables(records))
+  assert '| Rand Init | 20.0 | 39.2 |' in text
+  assert '| ImageNet Init | (+3.1) 23.1 | (+0.3) 39.5 |' in text
+  assert '| Rand Init w/ Self-training | (-1.5) 18.5 | (+1.7) 40.9 |' in text
+  # Table 7 compares every column with its Rand Init Sup. Training cell.
+  assert '(+2.5) 12.5 | (+3.3) 34.0 |' in text
+  assert 'not built' in text
+  # Appendix B: ours against Table 2's S1 Rand Init; the paper's standard loss diverged.
+  assert '(+1.0) 21.0 | NaN (diverged)' in text
+
+
+def test_study_runs_two_cells_resumes_and_reports(study_data, tmp_path):
+  study_dir = str(tmp_path / 'study')
+  lines = []
+  run = study.Study(study_dir, study_data, study.SIZES['tiny'], 'tiny', progress=lines.append)
+  cells = study.select(study.grid(), ['table2.rand.s1', 'table2.rand_st.s1'])
+  records = run.run(cells)
+  assert [r['id'] for r in records] == ['table2.rand.s1', 'table2.rand_st.s1']
+  for r in records:
+    assert trainer.read_json(run.cell_path(study.Cell(r['table'], r['row'], r['column'],
+                                                      study.Group()))) == r
+    assert 0.0 <= r['val']['AP'] <= 1.0 and r['paper_AP'] is not None
+  group = os.path.join(study_dir, 'groups', 'rand_s1_f100')
+  assert sorted(os.listdir(group)) == ['control', 'export', 'pseudo', 'student', 'teacher']
+  # The teacher was trained once for both cells and pseudo-labeled `iconic`.
+  assert sum('teacher: emoji_retinanet' in line for line in lines) == 1
+  pseudo = trainer.read_json(os.path.join(group, 'pseudo', 'summary.json'))
+  assert pseudo['num_images'] == 36
+
+  # A re-run skips both cells; a cell whose JSON is gone is rebuilt from the completed
+  # stages without training anything again.
+  lines.clear()
+  run.run(cells)
+  assert all('done' in line for line in lines if line.startswith('['))
+  os.remove(run.cell_path(cells[1]))
+  lines.clear()
+  again = run.run(cells)
+  assert again[1]['val'] == records[1]['val']
+  assert all('skipped' in line for line in lines if line.split(':')[0] in (
+      'teacher', 'export', 'pseudo', 'student')), lines
+  assert not any(line.strip().startswith('step') for line in lines), lines
+
+  path = study.write_report(study_dir)
+  text = open(path).read()
+  assert '### Table 2' in text and '| Rand Init w/ Self-training | (' in text
+  assert os.path.exists(os.path.join(study_dir, 'figure1.png'))
+
+
+def test_study_cli_rejects_a_bad_cell_pattern(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  result = subprocess.run(
+      [sys.executable, '-m', 'projects.self_training.study', '--cells=tabel2.*',
+       f'--study_dir={tmp_path}'], capture_output=True, text=True, check=False)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1].startswith("error: --cells 'tabel2.*' matches")
+
+
+def _model_dir(tmp_path, backbone, model_id, metrics, pseudo='', parser=None):
+  path = tmp_path / f'{backbone}{model_id}'
+  path.mkdir()
+  params = {'task': {'model': {'backbone': {'type': backbone, backbone: {'model_id': model_id}},
+                               'head': {}},
+                     'train_data': {'parser': parser or {}},
+                     'pseudo_data': {'input_path': pseudo}}}
+  (path / 'params.yaml').write_text(yaml.safe_dump(params))
+  trainer.write_json(str(path / 'metrics_eval.json'), metrics)
+  return str(path)
+
+
+def test_compare_matches_full_scale_runs_to_the_paper_and_model_garden(tmp_path):
+  teacher = _model_dir(tmp_path, 'spinenet', 'spinenet143', {'AP': 0.5, 'AP50': 0.7, 'AP75': 0.55})
+  rows = compare.rows_of(teacher)
+  assert rows[0]['paper'] == ('Table 5 SpineNet-143', 50.9)
+  assert rows[0]['model_garden'][1] == 50.0
+  student = _model_dir(tmp_path, 'efficientnet', 'b7', {'AP': 0.45, 'AP50': 0.6, 'AP75': 0.5},
+                       pseudo='gs://b/pseudo-*',
+                       parser={'aug_scale_max': 2.0, 'aug_type': {'type': 'randaug'}})
+  rows = compare.rows_of(student)
+  assert rows[0]['paper'] == ('Table 2 rand_st Augment-S4', 45.6)
+  assert rows[0]['model_garden'] is None
+  text = '\n'.join(compare.table(compare.rows_of(teacher) + rows))
+  assert '| 50.0 | 70.0 | 55.0 | 50.9 (Table 5 SpineNet-143) |' in text
+  assert compare.augment_level({'aug_scale_max': 1.2}) == 1
+  assert compare.augment_level({'aug_scale_max': 1.2, 'aug_type': {'type': 'autoaug'}}) == 2
+  assert compare.augment_level({'aug_scale_max': 2.0, 'aug_type': {'type': 'autoaug'}}) == 3
+  with pytest.raises(ValueError, match='not found'):
+    compare.rows_of(str(tmp_path / 'nope'))
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  with pytest.raises(ValueError, match='no cells'):
+    compare.rows_of(str(empty))
+
+
+def test_compare_reads_a_study_dir(tmp_path):
+  for cell_id, ap in (('table2.rand.s1', 0.2), ('table2.rand_st.s1', 0.22)):
+    record = _record(cell_id, ap)
+    trainer.write_json(str(tmp_path / 'cells' / f'{cell_id}.json'), record)
+  rows = compare.rows_of(str(tmp_path))
+  assert [r['paper'][1] for r in rows] == [39.2, 40.9]
+  assert [r['metrics']['AP'] for r in rows] == pytest.approx([20.0, 22.0])
