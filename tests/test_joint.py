@@ -100,3 +100,35 @@ def test_joint_trains_evaluates_and_checkpoints_the_classifier(tiny_data, iconic
       detector, result['best_checkpoint'],
       emoji_scenes.split_pattern(tiny_data, 'val'), emoji_scenes.annotation_file(tiny_data, 'val'))
   assert 'AP' in metrics
+
+
+def test_joint_student_adds_the_classification_loss_to_the_students(tiny_data, iconic_data):
+  """Table 7's last column: L = L_norm(L_h, L_p) + 0.2 L_cls (+ regularization)."""
+  params = trainer.build_params(
+      'emoji_retinanet_joint_student',
+      params_override=','.join([TINY, pipeline.data_override(tiny_data)]), lock=False)
+  params.task.classification_data.input_path = pretrain_cfg.iconic_pattern(iconic_data, False)
+  params.task.classification_data.global_batch_size = 4
+  # Human-labeled records stand in for pseudo labels (the schema is the same), named by
+  # file rather than by the train pattern, so the two configs differ as in a real run.
+  params.task.pseudo_data.input_path = tf.io.gfile.glob(
+      emoji_scenes.split_pattern(tiny_data, 'train'))[0]
+  params.lock()
+  task = task_factory.get_task(params.task)
+  assert isinstance(task, joint.SelfTrainingJointRetinaNetTask)
+  tf_keras.utils.set_random_seed(0)
+  model = task.build_model()
+  (human, classification), pseudo = next(iter(task.build_inputs(params.task.train_data)))
+  assert human[0].shape == pseudo[0].shape == (4, 64, 64, 3)
+  assert classification[0].shape == (4, 64, 64, 3)
+  metrics = task.build_metrics(training=True)
+  logs = task.train_step(((human, classification), pseudo), model,
+                         tf_keras.optimizers.legacy.SGD(0.0), metrics)
+  for name in ('human_loss', 'pseudo_loss', 'pseudo_weight', 'classification_loss'):
+    assert np.isfinite(float(logs[name])), name
+  expected = (float(logs['model_loss']) + float(tf.add_n(model.losses)) +
+              0.2 * float(logs['classification_loss']))
+  np.testing.assert_allclose(float(logs['total_loss']), expected, rtol=1e-4)
+  # Validation data is the detector's alone.
+  val = next(iter(task.build_inputs(params.task.validation_data)))
+  assert val[0].shape[1:] == (64, 64, 3)

@@ -156,7 +156,7 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   other = subprocess.run(cmd + ['--threshold=0.3'], capture_output=True, text=True, env=env,
                          cwd=ROOT, timeout=900)
   assert other.returncode == 2
-  assert 'threshold=0.0, this run asks for 0.3: pass --force=pseudo' in other.stderr
+  assert 'threshold=0.0, this run asks for 0.3: redo it (--force=pseudo)' in other.stderr
   assert len(other.stderr.strip().splitlines()) == 1
 
 

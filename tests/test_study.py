@@ -48,6 +48,8 @@ def test_select_default_all_and_globs():
   assert not any(c.group.init == 'imagenet_plus' for c in default)
   assert {c.group.aug for c in default if c.table == 'table2'} == set(study.DEFAULT_AUGS)
   assert len(study.select(cells, ['all'])) == len(cells)
+  assert study.select(cells, ['default', 'table4.simclr.ap']) == default + [
+      c for c in cells if c.id == 'table4.simclr.ap']
   assert [c.id for c in study.select(cells, ['table4.*'])] == [
       'table4.rand.ap', 'table4.imagenet.ap', 'table4.simclr.ap', 'table4.rand_st.ap']
   with pytest.raises(trainer.ConfigError, match="'table9.*' matches no cell"):
@@ -72,24 +74,34 @@ def test_report_puts_gains_against_the_rand_init_supervised_cell():
   assert '| Rand Init w/ Self-training | (-1.5) 18.5 | (+1.7) 40.9 |' in text
   # Table 7 compares every column with its Rand Init Sup. Training cell.
   assert '(+2.5) 12.5 | (+3.3) 34.0 |' in text
-  assert 'not built' in text
   # Appendix B: ours against Table 2's S1 Rand Init; the paper's standard loss diverged.
   assert '(+1.0) 21.0 | NaN (diverged)' in text
 
 
-def test_study_runs_two_cells_resumes_and_reports(study_data, tmp_path):
+def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path):
   study_dir = str(tmp_path / 'study')
   lines = []
   run = study.Study(study_dir, study_data, study.SIZES['tiny'], 'tiny', progress=lines.append)
-  cells = study.select(study.grid(), ['table2.rand.s1', 'table2.rand_st.s1'])
+  ids = ['table2.rand.s1', 'table2.rand_st.s1', 'appendix_b.standard.a3',
+         'table10.student_from_random.s1']
+  cells = study.select(study.grid(), ids)
   records = run.run(cells)
-  assert [r['id'] for r in records] == ['table2.rand.s1', 'table2.rand_st.s1']
-  for r in records:
-    assert trainer.read_json(run.cell_path(study.Cell(r['table'], r['row'], r['column'],
-                                                      study.Group()))) == r
-    assert 0.0 <= r['val']['AP'] <= 1.0 and r['paper_AP'] is not None
+  assert [r['id'] for r in records] == ids
+  for cell, r in zip(cells, records):
+    assert trainer.read_json(run.cell_path(cell)) == r
+    assert 0.0 <= r['val']['AP'] <= 1.0
   group = os.path.join(study_dir, 'groups', 'rand_s1_f100')
-  assert sorted(os.listdir(group)) == ['control', 'export', 'pseudo', 'student', 'teacher']
+  assert sorted(os.listdir(group)) == ['alpha3_standard', 'control', 'export', 'from_random',
+                                       'pseudo', 'student', 'teacher']
+  # The loss variant ran with its alpha and the standard loss; the student from random
+  # weights had no init checkpoint and trained teacher + student steps.
+  variant = trainer.read_json(os.path.join(group, 'alpha3_standard', 'student', 'result.json'))
+  assert 'task.loss_normalization.alpha=3.0' in variant['settings']['override']
+  assert 'task.loss_normalization.normalize=false' in variant['settings']['override']
+  scratch = trainer.read_json(os.path.join(group, 'from_random', 'student', 'result.json'))
+  tiny = study.SIZES['tiny']
+  assert scratch['settings']['init'] is None
+  assert scratch['steps'] == tiny.teacher_steps + tiny.finetune_steps
   # The teacher was trained once for both cells and pseudo-labeled `iconic`.
   assert sum('teacher: emoji_retinanet' in line for line in lines) == 1
   pseudo = trainer.read_json(os.path.join(group, 'pseudo', 'summary.json'))
@@ -102,16 +114,38 @@ def test_study_runs_two_cells_resumes_and_reports(study_data, tmp_path):
   assert all('done' in line for line in lines if line.startswith('['))
   os.remove(run.cell_path(cells[1]))
   lines.clear()
-  again = run.run(cells)
+  again = run.run(cells[:2])
   assert again[1]['val'] == records[1]['val']
-  assert all('skipped' in line for line in lines if line.split(':')[0] in (
-      'teacher', 'export', 'pseudo', 'student')), lines
+  stages = [line for line in lines if line.split(':')[0] in ('teacher', 'student')]
+  assert len(stages) == 2 and all('skipped' in line for line in stages), lines
   assert not any(line.strip().startswith('step') for line in lines), lines
+
+  # Another size or seed in the same directory is refused, before anything is trained.
+  for other in (study.Study(study_dir, study_data, study.SIZES['small'], 'small'),
+                study.Study(study_dir, study_data, tiny, 'tiny', seed=1)):
+    with pytest.raises(trainer.ConfigError, match='use another --study_dir'):
+      other.run(cells)
 
   path = study.write_report(study_dir)
   text = open(path).read()
   assert '### Table 2' in text and '| Rand Init w/ Self-training | (' in text
   assert os.path.exists(os.path.join(study_dir, 'figure1.png'))
+
+
+def test_labeled_fraction_is_a_nested_subset_made_once(study_data, tmp_path):
+  run = study.Study(str(tmp_path), study_data, study.SIZES['tiny'], 'tiny')
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  def ids(pattern):
+    return [r for f in sorted(tf.io.gfile.glob(pattern)) for r in tf.data.TFRecordDataset(f)
+            .as_numpy_iterator()]
+  half, fifth = ids(run.train_input(0.5)), ids(run.train_input(0.2))
+  assert len(half) == 6 and len(fifth) == 3 and set(fifth) <= set(half)
+  assert run.train_input(1.0) == emoji_scenes.split_pattern(study_data, 'train')
+
+
+def test_report_only_without_cells_is_one_line(tmp_path):
+  with pytest.raises(trainer.ConfigError, match='holds no finished study cell'):
+    study.write_report(str(tmp_path))
 
 
 def test_study_cli_rejects_a_bad_cell_pattern(tmp_path):
@@ -124,11 +158,13 @@ def test_study_cli_rejects_a_bad_cell_pattern(tmp_path):
   assert result.stderr.strip().splitlines()[-1].startswith("error: --cells 'tabel2.*' matches")
 
 
-def _model_dir(tmp_path, backbone, model_id, metrics, pseudo='', parser=None):
-  path = tmp_path / f'{backbone}{model_id}'
+def _model_dir(tmp_path, backbone, model_id, metrics, pseudo='', parser=None, size=1280,
+               init=''):
+  path = tmp_path / f'{backbone}{model_id}{init.replace("/", "_")}'
   path.mkdir()
   params = {'task': {'model': {'backbone': {'type': backbone, backbone: {'model_id': model_id}},
-                               'head': {}},
+                               'head': {}, 'input_size': [size, size, 3]},
+                     'init_checkpoint': init, 'init_checkpoint_modules': 'backbone',
                      'train_data': {'parser': parser or {}},
                      'pseudo_data': {'input_path': pseudo}}}
   (path / 'params.yaml').write_text(yaml.safe_dump(params))
@@ -147,6 +183,18 @@ def test_compare_matches_full_scale_runs_to_the_paper_and_model_garden(tmp_path)
   rows = compare.rows_of(student)
   assert rows[0]['paper'] == ('Table 2 rand_st Augment-S4', 45.6)
   assert rows[0]['model_garden'] is None
+  # The initialization picks the row; Model Garden's ResNet-50 baseline is ImageNet-
+  # initialized with standard augmentation, so only such a run gets it.
+  imagenet = _model_dir(tmp_path, 'efficientnet', 'b7', {'AP': 0.4}, init='/ckpt/b7',
+                        parser={'aug_scale_max': 1.2})
+  assert compare.rows_of(imagenet)[0]['paper'] == ('Table 2 imagenet Augment-S1', 39.5)
+  r50 = _model_dir(tmp_path, 'resnet', 50, {'AP': 0.37}, size=640, init='/ckpt/r50',
+                   parser={'aug_scale_max': 1.2})
+  assert compare.rows_of(r50)[0]['model_garden'][1] == 36.8
+  r50_scratch = _model_dir(tmp_path, 'resnet', 50, {'AP': 0.4}, size=640,
+                           parser={'aug_scale_max': 2.0, 'aug_type': {'type': 'randaug'}})
+  assert compare.rows_of(r50_scratch)[0]['model_garden'] is None
+  assert compare.rows_of(r50_scratch)[0]['paper'] == ('Table 4 rand', 41.1)
   text = '\n'.join(compare.table(compare.rows_of(teacher) + rows))
   assert '| 50.0 | 70.0 | 55.0 | 50.9 (Table 5 SpineNet-143) |' in text
   assert compare.augment_level({'aug_scale_max': 1.2}) == 1

@@ -23,28 +23,29 @@ import yaml
 from projects.self_training import jsonio
 from projects.self_training import paper_numbers
 
-# Model Garden's published COCO / PASCAL numbers for recipes we also register, as printed
-# in tensorflow/models official/vision/MODEL_GARDEN.md (RetinaNet and semantic
-# segmentation tables); SpineNet-190's from tensorflow/tpu models/official/detection/
-# MODEL_ZOO.md (Model Garden publishes a config but no number).
+# Model Garden's published COCO numbers for recipes we also register, as printed in
+# tensorflow/models official/vision/MODEL_GARDEN.md (RetinaNet table); SpineNet-190's from
+# tensorflow/tpu models/official/detection/MODEL_ZOO.md (Model Garden publishes its config
+# but no number). Key: (backbone, model id, input size, pre-trained init, Augment level);
+# a run gets a baseline only when all five match. Model Garden's PASCAL rows (DeepLabV3+
+# dilated ResNet-101) share no recipe with ours, so segmentation runs get none.
 MODEL_GARDEN = {
-    ('resnet', '50'): ('RetinaNet R50-FPN 640, 72 epochs (retinanet_resnetfpn_coco)', 36.8),
-    ('spinenet', '49'): ('RetinaNet SpineNet-49 640, 500 epochs (coco_spinenet49_tpu.yaml)',
-                         44.2),
-    ('spinenet', '143'): ('RetinaNet SpineNet-143 1280, 500 epochs (coco_spinenet143_tpu.yaml)',
-                          50.0),
-    ('spinenet', '190'): ('RetinaNet SpineNet-190 1280, 400 epochs (tensorflow/tpu model zoo)',
-                          52.0),
-    ('segmentation', 'pascal'): ('DeepLabV3+ dilated R101 512, 30k steps (PASCAL VOC)', 79.2),
+    ('resnet', '50', 640, True, 1): ('RetinaNet R50-FPN 640, ImageNet init, 72 epochs '
+                                     '(retinanet_resnetfpn_coco)', 36.8),
+    ('spinenet', '49', 640, False, None): ('RetinaNet SpineNet-49 640, 500 epochs '
+                                           '(coco_spinenet49_tpu.yaml)', 44.2),
+    ('spinenet', '143', 1280, False, None): ('RetinaNet SpineNet-143 1280, 500 epochs '
+                                             '(coco_spinenet143_tpu.yaml)', 50.0),
+    ('spinenet', '190', 1280, False, None): ('RetinaNet SpineNet-190 1280, 400 epochs '
+                                             '(tensorflow/tpu model zoo)', 52.0),
 }
-# The paper's numbers for the full-scale recipes (Tables 2, 4, 5, 6, 12).
+# The paper's numbers for the SpineNet and PASCAL recipes (Tables 5, 6); the EfficientNet-B7
+# and ResNet ones come from paper_numbers (Tables 2, 3, 4, 12).
 PAPER_FULL_SCALE = {
     ('spinenet', '143', False): ('Table 5 SpineNet-143', 50.9),
     ('spinenet', '143', True): ('Table 5 SpineNet-143 w/ Self-training', 52.4),
     ('spinenet', '190', False): ('Table 5 SpineNet-190', 52.6),
     ('spinenet', '190', True): ('Table 5 SpineNet-190 w/ Self-training', 54.2),
-    ('resnet', '50', False): ('Table 4 Rand Init (Augment-S4)', 41.1),
-    ('resnet', '50', True): ('Table 4 Rand Init w/ Self-training', 41.9),
     ('efficientnet', 'b7-seg', False): ('Table 6 Eff-B7 (ImageNet++)', 85.2),
     ('efficientnet', 'b7-seg', True): ('Table 6 Eff-B7 w/ Self-training', 86.7),
     ('efficientnet', 'l2-seg', False): ('Table 6 Eff-L2 (ImageNet++)', 88.7),
@@ -95,6 +96,13 @@ def augment_level(parser: Dict[str, Any]) -> Optional[int]:
   return None
 
 
+def pretrained(params: Dict[str, Any]) -> bool:
+  """True when the run's backbone starts from a checkpoint (ImageNet / SimCLR Init)."""
+  task = params.get('task', {})
+  return bool(task.get('init_checkpoint')) and task.get('init_checkpoint_modules') in (
+      'backbone', ['backbone'])
+
+
 def recipe(params: Dict[str, Any]) -> Tuple[str, str, bool, Optional[int]]:
   """(backbone type, model id, self-training, Augment level) of a params.yaml."""
   task = params.get('task', {})
@@ -112,19 +120,34 @@ def recipe(params: Dict[str, Any]) -> Tuple[str, str, bool, Optional[int]]:
 
 
 def references(params: Dict[str, Any]):
+  """(paper cell, Model Garden baseline) matching a run's recipe; None where none does."""
   kind, model_id, student, level = recipe(params)
-  paper = PAPER_FULL_SCALE.get((kind, model_id, student))
-  if kind == 'efficientnet' and model_id == 'b7' and level:
-    row = 'rand_st' if student else 'rand'
-    paper = (f'Table 2 {row} Augment-S{level}',
-             paper_numbers.paper('table2', row, f's{level}'))
-  if kind == 'resnet' and model_id == '101' and level:
+  init = pretrained(params)
+  size = (params.get('task', {}).get('model', {}).get('input_size') or [None])[0]
+  paper = None
+  if kind == 'spinenet' or model_id.endswith('-seg'):
+    paper = PAPER_FULL_SCALE.get((kind, model_id, student))
+  elif kind == 'efficientnet' and model_id == 'b7' and level:
+    if not init:
+      row = 'rand_st' if student else 'rand'
+      paper = (f'Table 2 {row} Augment-S{level}',
+               paper_numbers.paper('table2', row, f's{level}'))
+    elif not student:
+      paper = (f'Table 2 imagenet Augment-S{level}',
+               paper_numbers.paper('table2', 'imagenet', f's{level}'))
+    elif level == 4:
+      paper = ('Table 3 ImageNet Init w/ Self-training, 100%',
+               paper_numbers.paper('table3', 'imagenet_st', 'f100'))
+  elif kind == 'resnet' and model_id == '50' and level == 4:
+    row = 'rand_st' if student else ('imagenet' if init else 'rand')
+    if not (init and student):
+      paper = (f'Table 4 {row}', paper_numbers.paper('table4', row, 'ap'))
+  elif kind == 'resnet' and model_id == '101' and level and not init:
     paper = ((f'Table 12 Self-training w/ ImageNet Augment-S{level}', _TABLE12_ST[level - 1])
              if student else (f'Table 12 Supervised Augment-S{level}',
                               paper_numbers.paper('table12', 'rand', f's{level}')))
-  garden = MODEL_GARDEN.get((kind, model_id))
-  if model_id.endswith('-seg'):
-    garden = MODEL_GARDEN[('segmentation', 'pascal')]
+  garden = None if student else MODEL_GARDEN.get(
+      (kind, model_id, size, init, None if kind == 'spinenet' else level))
   return paper, garden
 
 
@@ -201,7 +224,7 @@ def main(argv):
   try:
     for path in paths:
       rows += rows_of(path)
-  except (ValueError, OSError, yaml.YAMLError) as e:
+  except (ValueError, OSError, KeyError, TypeError, yaml.YAMLError) as e:
     print(f'error: {str(e).strip().splitlines()[0]}', file=sys.stderr)
     sys.exit(2)
   print('\n'.join(table(rows)))

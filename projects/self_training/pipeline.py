@@ -112,7 +112,7 @@ def same_settings(stage: str, where: str, made: Dict[str, Any], wanted: Dict[str
     if key in made and made[key] != value:
       raise trainer.ConfigError(
           f'{where} was made with {key}={made[key]!r}, this run asks for {value!r}: '
-          f'pass --force={stage} (or another --runs_dir)')
+          f'redo it (--force={stage}) or write to another directory')
 
 
 def _val_metrics(params, checkpoint: str, data_dir: str) -> Dict[str, float]:
@@ -148,7 +148,11 @@ def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, A
   fresh(s, 'teacher')
   model_dir = s.dir('teacher')
   done = trainer.read_json(os.path.join(model_dir, 'teacher_metrics.json'))
+  wanted = {'experiment': s.teacher_experiment, 'override': s.teacher_override,
+            'gin_files': list(s.gin_files), 'gin_params': list(s.gin_params),
+            'train_input': s.train_input}
   if done:
+    same_settings('teacher', model_dir, done.get('settings', {}), wanted)
     progress(f'teacher: complete in {model_dir} (best held-out {s.metric_name} '
              f'{100 * done["holdout"][s.metric]:.1f} at step {done["best_step"]}), skipped')
     return done
@@ -160,7 +164,7 @@ def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, A
       params, model_dir, trainer.Plateau(metric=s.metric, patience=s.plateau_patience),
       progress=lambda line: progress('  ' + line))
   summary = _summary(params, result, s, experiment=s.teacher_experiment,
-                     gin_files=list(s.gin_files), stopped=result['stopped'])
+                     gin_files=list(s.gin_files), stopped=result['stopped'], settings=wanted)
   trainer.write_json(os.path.join(model_dir, 'teacher_metrics.json'), summary)
   return summary
 
@@ -245,7 +249,7 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional
   wanted = {'experiment': experiment, 'steps': s.student_steps,
             'learning_rate': s.student_learning_rate, 'warmup_steps': s.student_warmup_steps,
             'seed': s.seed, 'override': s.student_override, 'gin_files': list(s.gin_files),
-            'gin_params': list(s.gin_params)}
+            'gin_params': list(s.gin_params), 'init': init_checkpoint}
   if stage == 'student':
     wanted.update(threshold=s.threshold, ignore_threshold=s.ignore_threshold)
   done = trainer.read_json(os.path.join(model_dir, RESULT))

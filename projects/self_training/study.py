@@ -156,8 +156,7 @@ TABLES = {
 # fraction, ImageNet++ (3x ImageNet's pre-training) and SimCLR Init, alpha 0.25 and 1, and
 # Table 10 beyond Augment-S1. `--cells all` runs them.
 DEFAULT_AUGS = ('s1', 's4')
-# Not built: a student that also trains iconic classification (joint + self-training).
-NOT_BUILT = {'table7.rand.joint_self_training', 'table7.imagenet.joint_self_training'}
+STUDY_FILE = 'study.json'
 
 
 def grid() -> List[Cell]:
@@ -187,9 +186,12 @@ def grid() -> List[Cell]:
             Cell('table4', 'rand_st', 'ap', Group('rand', 's4'), 'self_training')]
   for init in ('rand', 'imagenet'):
     group = Group(init, 's4', 0.2)
+    joint = dataclasses.replace(group, joint=True)
     cells += [Cell('table7', init, 'supervised', group),
               Cell('table7', init, 'self_training', group, 'self_training'),
-              Cell('table7', init, 'joint', dataclasses.replace(group, joint=True))]
+              Cell('table7', init, 'joint', joint),
+              # The joint teacher's pseudo labels; the student trains jointly too.
+              Cell('table7', init, 'joint_self_training', joint, 'self_training')]
   for column, alpha in (('a0.25', 0.25), ('a1', 1.0), ('a3', 3.0)):
     for row, normalize in (('loss_norm', True), ('standard', False)):
       cells.append(Cell('appendix_b', row, column, Group('rand', 's1'), 'self_training',
@@ -200,13 +202,16 @@ def grid() -> List[Cell]:
 
 def select(cells: Sequence[Cell], patterns: Sequence[str]) -> List[Cell]:
   """`default` (the default grid), `all`, or cell-id globs; an unmatched pattern is an error."""
-  if not patterns or list(patterns) == ['default']:
-    return [c for c in cells if c.default]
+  if not patterns:
+    patterns = ['default']
   if 'all' in patterns:
     return list(cells)
   chosen = []
   for pattern in patterns:
-    matched = [c for c in cells if fnmatch.fnmatchcase(c.id, pattern)]
+    if pattern == 'default':
+      matched = [c for c in cells if c.default]
+    else:
+      matched = [c for c in cells if fnmatch.fnmatchcase(c.id, pattern)]
     if not matched:
       raise trainer.ConfigError(f'--cells {pattern!r} matches no cell; e.g. table2.rand.s1, '
                                 f'table3.*, appendix_b.*, all (tables: {", ".join(TABLES)})')
@@ -226,6 +231,12 @@ class Study:
   # Where registered-recipe pre-training lives (default: the study's parent, i.e. `runs/`,
   # where `./run.sh pretrain` and gin/init look); step-scaled pre-training stays in the study.
   pretrain_dir: Optional[str] = None
+
+  def pretrain_root(self) -> str:
+    """Where `pretrain/KIND` lives: the study's own when its size scales pre-training."""
+    if self.size.pretrain_steps is None:
+      return self.pretrain_dir or os.path.dirname(os.path.abspath(self.study_dir))
+    return self.study_dir
 
   def cell_path(self, cell: Cell) -> str:
     return os.path.join(self.study_dir, CELLS_DIR, f'{cell.id}.json')
@@ -262,10 +273,7 @@ class Study:
           f'trainer.optimizer_config.warmup.linear.warmup_steps={max(1, min(100, steps // 10))}',
           override)
     trainer.quiet_logs()  # importing the classification stack turns TensorFlow's INFO back on
-    where = self.study_dir
-    if self.size.pretrain_steps is None:
-      where = self.pretrain_dir or os.path.dirname(os.path.abspath(self.study_dir))
-    result = pretrain.run(init, where, self.data_dir, params_override=override,
+    result = pretrain.run(init, self.pretrain_root(), self.data_dir, params_override=override,
                           progress=self.progress)
     return result['best_checkpoint']
 
@@ -283,10 +291,11 @@ class Study:
                   f'trainer.optimizer_config.learning_rate.cosine.decay_steps={steps},'
                   f'trainer.optimizer_config.warmup.linear.warmup_steps='
                   f'{max(1, min(150, steps // 10))}')
-    teacher_experiment = 'emoji_retinanet_joint' if group.joint else 'emoji_retinanet'
+    joint = '_joint' if group.joint else ''
     s = pipeline.Settings(
         data_dir=self.data_dir, runs_dir=os.path.join(self.study_dir, 'groups', group.name),
-        teacher_experiment=teacher_experiment,
+        teacher_experiment=f'emoji_retinanet{joint}',
+        student_experiment=f'emoji_retinanet{joint}_student',
         gin_files=[os.path.join(ROOT, 'gin', 'augment', f'{group.aug}.gin'),
                    os.path.join(ROOT, 'gin', 'init', f'{group.init}.gin')],
         gin_params=gin_params,
@@ -316,8 +325,11 @@ class Study:
       params = pipeline.teacher_params(s)
       lr = params.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate
       warmup = params.trainer.optimizer_config.warmup.linear.warmup_steps
+      # The same held-out eval policy as the student from the teacher: once at the end,
+      # or every `eval_interval` steps (keeping the best) at full size.
+      every = steps if self.size.teacher_steps is not None else s.eval_interval
       s = dataclasses.replace(s, student_steps=steps, student_learning_rate=lr,
-                              student_warmup_steps=warmup, eval_interval=steps,
+                              student_warmup_steps=warmup, eval_interval=every,
                               finetune_subdir='from_random')
       self._pseudo(s, teacher)
       return pipeline.student(s, None, self.progress)
@@ -335,21 +347,47 @@ class Study:
     saved_model = pipeline.export(s, teacher, self.progress)
     pipeline.pseudo_label(s, saved_model, self.progress)
 
+  def identity(self) -> Dict[str, Any]:
+    """What every cell of one study directory shares; a re-run must ask for the same."""
+    return {'steps': {'teacher': self.size.teacher_steps, 'finetune': self.size.finetune_steps,
+                      'pretrain': self.size.pretrain_steps},
+            'size': self.size_name, 'seed': self.seed,
+            'data_dir': os.path.abspath(self.data_dir), 'override': self.size.override,
+            'pretrain_root': os.path.abspath(self.pretrain_root())}
+
+  def check_identity(self) -> None:
+    """Writes `study.json` on the first run; refuses a run that would mix settings."""
+    path = os.path.join(self.study_dir, STUDY_FILE)
+    made = trainer.read_json(path)
+    wanted = self.identity()
+    if made is None:
+      trainer.write_json(path, wanted)
+      return
+    for key, value in wanted.items():
+      if made.get(key) != value:
+        raise trainer.ConfigError(
+            f'{self.study_dir} was made with {key}={made.get(key)!r}, this run asks for '
+            f'{value!r}: use another --study_dir')
+
   def run(self, cells: Sequence[Cell]) -> List[Dict[str, Any]]:
     """Runs the cells (finished ones skipped); returns every selected cell's record."""
+    self.check_identity()
     records = []
     by_run: Dict[Tuple[Any, ...], Dict[str, Any]] = {}
     for i, cell in enumerate(cells, 1):
-      if cell.id in NOT_BUILT:
-        continue
       path = self.cell_path(cell)
       done = trainer.read_json(path)
+      if done and (done.get('group') != dataclasses.asdict(cell.group) or
+                   done.get('kind') != cell.kind or done.get('alpha') != cell.alpha):
+        raise trainer.ConfigError(f'{path} records another run than cell {cell.id}: '
+                                  'remove it, or use another --study_dir')
       if done:
         self.progress(f'[{i}/{len(cells)}] {cell.id}: done (AP {100 * done["val"]["AP"]:.1f}), '
                       'skipped')
         records.append(done)
         continue
       self.progress(f'[{i}/{len(cells)}] {cell.id}: {cell.group.name}, {cell.kind}')
+      self.pretrained(cell.group.init)  # outside the cell's time: it serves every cell
       start = time.time()
       summary = by_run.get(cell.run_key) or self.run_cell(cell)
       by_run[cell.run_key] = summary
@@ -420,11 +458,8 @@ def report_tables(records: Dict[str, Dict[str, Any]]) -> List[str]:
         base_key = baseline(table, column)
         ours = records.get('.'.join(key))
         base = records.get('.'.join(base_key)) if base_key != key else None
-        if '.'.join(key) in NOT_BUILT:
-          cells.append('not built')
-        else:
-          cells.append(_fmt(100 * ours['val']['AP'] if ours else None,
-                            100 * base['val']['AP'] if base else None))
+        cells.append(_fmt(100 * ours['val']['AP'] if ours else None,
+                          100 * base['val']['AP'] if base else None))
         paper_base = baseline(table, column, paper=True)
         if key in paper_numbers.DIVERGED:
           cells.append('NaN (diverged)')
@@ -479,28 +514,38 @@ def figure1(records: Dict[str, Dict[str, Any]], path: str) -> Optional[str]:
   return path
 
 
-def write_report(study_dir: str, size_name: str = '') -> str:
+def write_report(study_dir: str) -> str:
   """`report.md` (and `figure1.png`) from every finished cell of the study directory."""
+  identity = trainer.read_json(os.path.join(study_dir, STUDY_FILE))
   records = load_records(study_dir)
+  if identity is None or not records:
+    raise trainer.ConfigError(f'{study_dir} holds no finished study cell '
+                              f'(no {STUDY_FILE} or {CELLS_DIR}/*.json): run ./run.sh study')
   plot = figure1(records, os.path.join(study_dir, 'figure1.png'))
   seconds = sum(r['seconds'] for r in records.values())
-  sizes = sorted({r['size'] for r in records.values()})
   pretrain = []
   for kind in INIT_MACROS:
-    result = trainer.read_json(os.path.join(study_dir, 'pretrain', kind, 'result.json'))
-    if result:
+    result = trainer.read_json(os.path.join(identity['pretrain_root'], 'pretrain', kind,
+                                            'result.json'))
+    if result and any(r['group']['init'] == kind for r in records.values()):
       top1 = result.get('top1', result.get('contrastive_top1'))
       pretrain.append(f'{kind} {100 * top1:.1f}% top-1 / linear probe '
                       f'{100 * result["linear_probe_top1"]:.1f}% ({result["wall_seconds"]:.0f} s)')
-      seconds += result['wall_seconds']
-  lines = ['# Pre-training vs self-training: the study', '',
-           f'{len(records)} cells, size {", ".join(sizes) or size_name}, COCO AP on `val` of '
-           'the embedded emoji scenes (each cell trained once, seed as recorded in its JSON). '
-           'In parentheses: the gain or loss against the Rand Init supervised cell of the same '
-           'column (Appendix B: against Table 2\'s Rand Init Augment-S1). Paper: '
-           'EfficientNet-B7 RetinaNet on COCO (Table 4: ResNet-50; Figure 2: ResNet-101).',
-           '', f'Compute: {seconds:.0f} s of wall time on this machine, summed over cells and '
-           'pre-training.' + (f' Pre-training: {"; ".join(pretrain)}.' if pretrain else ''), '']
+  steps = identity['steps']
+  lines = [
+      '# Pre-training vs self-training: the study', '',
+      f'{len(records)} cells at size `{identity["size"]}` (teacher {steps["teacher"] or "to its plateau"} '
+      f'steps, control and student {steps["finetune"]}), seed {identity["seed"]}, each '
+      'trained once: COCO AP on `val` of the embedded emoji scenes. In parentheses: the gain '
+      'or loss against the Rand Init supervised cell of the same column (Table 7: its Rand '
+      'Init Sup. Training cell; Appendix B: Table 2\'s Rand Init Augment-S1). The paper\'s '
+      'numbers (EfficientNet-B7 RetinaNet on COCO; Table 4 ResNet-50, Figure 2 ResNet-101) '
+      'have their gains recomputed the same way, so they differ from the paper\'s printed '
+      'ones where it compares with another row (Tables 3 and 7: ImageNet rows against ImageNet '
+      'Init). Self-training pseudo-labels `iconic` (ImageNet\'s role).', '',
+      f'Compute: {seconds:.0f} s of wall time on this machine, summed over cells (a cell '
+      'resumed after a kill counts its last run only; pre-training not included).' +
+      (f' Pre-training: {"; ".join(pretrain)}.' if pretrain else ''), '']
   lines += report_tables(records)
   if plot:
     lines += [f'![Figure 1]({os.path.basename(plot)})', '']
@@ -533,8 +578,7 @@ def main(argv):
     cells = select(grid(), FLAGS.cells)
     if FLAGS.list:
       for c in cells:
-        note = ' (not built)' if c.id in NOT_BUILT else ''
-        print(f'{c.id:40s} {c.group.name:22s} {c.kind}{note}')
+        print(f'{c.id:40s} {c.group.name:22s} {c.kind}')
       return
     if not FLAGS.report_only:
       data_dir = emoji_scenes.resolve_data_dir(FLAGS.data_dir)
@@ -542,19 +586,10 @@ def main(argv):
       os.environ['EMOJI_SCENES_DIR'] = data_dir
       study = Study(FLAGS.study_dir, data_dir, SIZES[FLAGS.size], FLAGS.size, FLAGS.seed,
                     progress=lambda line: print(line, flush=True))
-      size = SIZES[FLAGS.size]
-      wanted = {'teacher': size.teacher_steps, 'finetune': size.finetune_steps,
-                'pretrain': size.pretrain_steps}
-      other = [r for r in load_records(FLAGS.study_dir).values() if r.get('steps') != wanted]
-      if other:
-        raise trainer.ConfigError(
-            f'{FLAGS.study_dir} holds cells of another size ({other[0]["id"]}: '
-            f'{other[0]["size"]}, steps {other[0].get("steps")}); this run asks for '
-            f'{FLAGS.size} ({wanted}): use another --study_dir')
       start = time.time()
       study.run(cells)
       print(f'study: {len(cells)} cells in {time.time() - start:.0f} s')
-    path = write_report(FLAGS.study_dir, FLAGS.size)
+    path = write_report(FLAGS.study_dir)
   except (trainer.ConfigError, ValueError) as e:
     print(f'error: {str(e).strip().splitlines()[0]}', file=sys.stderr)
     sys.exit(2)

@@ -16,6 +16,7 @@ from official.vision.configs import retinanet as rn_cfg
 
 from projects.self_training.configs import pretrain
 from projects.self_training.configs import retinanet
+from projects.self_training.configs import student
 from projects.self_training.data import categories
 
 PAPER_CLASSIFICATION_WEIGHT = 0.2
@@ -29,6 +30,13 @@ class JointTrainingRetinaNetTask(rn_cfg.RetinaNetTask):
   classification_num_classes: int = len(categories.ICONIC_CLASSES)
   classification_image_size: int = pretrain.ICONIC_IMAGE_SIZE
   classification_label_smoothing: float = 0.1
+
+
+@dataclasses.dataclass
+class SelfTrainingJointRetinaNetTask(student.SelfTrainingRetinaNetTask,
+                                     JointTrainingRetinaNetTask):
+  """A student that also trains classification: pseudo_data, loss_normalization and
+  classification_data (Table 7, "w/ Self-training w/ Joint Training")."""
 
 
 def joint_from(detector: cfg.ExperimentConfig, classification_input_path: str,
@@ -50,3 +58,18 @@ def emoji_retinanet_joint() -> cfg.ExperimentConfig:
   data_dir = retinanet.embedded_data_dir()
   return joint_from(retinanet.emoji_retinanet(), pretrain.iconic_pattern(data_dir, False),
                     retinanet.EMBEDDED_BATCH_SIZE)
+
+
+@exp_factory.register_config_factory('emoji_retinanet_joint_student')
+def emoji_retinanet_joint_student() -> cfg.ExperimentConfig:
+  """The embedded student with joint training: 16 human + 16 pseudo-labeled scenes and 16
+  iconic images per step; initialized from a (joint) teacher, like every student."""
+  joint = emoji_retinanet_joint()
+  config = student.emoji_retinanet_student()
+  task = SelfTrainingJointRetinaNetTask()
+  task.override(joint.task.as_dict(), is_strict=True)
+  task.override({'pseudo_data': config.task.pseudo_data.as_dict(),
+                 'loss_normalization': config.task.loss_normalization.as_dict(),
+                 'init_checkpoint_modules': 'all'}, is_strict=True)
+  return cfg.ExperimentConfig(runtime=config.runtime, task=task, trainer=config.trainer,
+                              restrictions=list(config.restrictions or []))

@@ -21,6 +21,7 @@ from official.vision.tasks import retinanet
 
 from projects.self_training.configs import joint as joint_cfg
 from projects.self_training.modeling import features
+from projects.self_training.tasks import retinanet_student
 from projects.self_training.tasks import self_training
 
 CLASSIFIER_ATTR = 'joint_classifier'
@@ -69,13 +70,9 @@ class JointTrainingRetinaNetTask(retinanet.RetinaNetTask):
       metrics += [tf_keras.metrics.Mean(name, dtype=tf.float32) for name in JOINT_METRICS]
     return metrics
 
-  def joint_losses(self, model, detection, classification, training=True):
-    """(L_det, L_cls, classification accuracy, detection loss parts) of one pair of batches."""
-    (images, labels), (cls_images, cls_labels) = detection, classification
-    outputs = tf.nest.map_structure(lambda x: tf.cast(x, tf.float32),
-                                    model(images, training=training))
-    _, cls_loss, box_loss, det_loss = self.build_losses(outputs=outputs, labels=labels,
-                                                        aux_losses=None)
+  def classification_loss(self, model, classification, training=True):
+    """(L_cls, accuracy) of one classification batch through the shared backbone."""
+    cls_images, cls_labels = classification
     logits = tf.cast(getattr(model, CLASSIFIER_ATTR)(
         features.pooled_features(model.backbone, cls_images, training=training)), tf.float32)
     num_classes = self.task_config.classification_num_classes
@@ -85,6 +82,16 @@ class JointTrainingRetinaNetTask(retinanet.RetinaNetTask):
     accuracy = tf.reduce_mean(tf.cast(tf.equal(
         tf.argmax(logits, -1, output_type=tf.int32), tf.cast(cls_labels, tf.int32)),
                                       tf.float32))
+    return class_loss, accuracy
+
+  def joint_losses(self, model, detection, classification, training=True):
+    """(L_det, L_cls, classification accuracy, detection loss parts) of one pair of batches."""
+    images, labels = detection
+    outputs = tf.nest.map_structure(lambda x: tf.cast(x, tf.float32),
+                                    model(images, training=training))
+    _, cls_loss, box_loss, det_loss = self.build_losses(outputs=outputs, labels=labels,
+                                                        aux_losses=None)
+    class_loss, accuracy = self.classification_loss(model, classification, training)
     return det_loss, class_loss, accuracy, {'cls_loss': cls_loss, 'box_loss': box_loss}
 
   def train_step(self, inputs, model, optimizer, metrics=None):
@@ -100,3 +107,26 @@ class JointTrainingRetinaNetTask(retinanet.RetinaNetTask):
     values = dict(parts, total_loss=loss, model_loss=det_loss, detection_loss=det_loss,
                   classification_loss=class_loss, classification_accuracy=accuracy)
     return self_training.update_metrics(metrics, values, {self.loss: loss})
+
+
+@task_factory.register_task_cls(joint_cfg.SelfTrainingJointRetinaNetTask)
+class SelfTrainingJointRetinaNetTask(retinanet_student.SelfTrainingRetinaNetTask,
+                                     JointTrainingRetinaNetTask):
+  """Table 7's last column: the student's step plus joint training's classification loss,
+  L = L_norm(L_h, L_p) + w * L_cls, on (human, classification) and pseudo batches.
+
+  The bases compose through the MRO: the student's `build_inputs` zips its pseudo batches
+  onto what the joint task reads for `train_data` (detection and classification batches).
+  """
+
+  def train_step(self, inputs, model, optimizer, metrics=None):
+    (human, classification), pseudo = inputs
+    values = {}
+
+    def classification_term(model):
+      loss, accuracy = self.classification_loss(model, classification)
+      values.update(classification_loss=loss, classification_accuracy=accuracy)
+      return self.task_config.classification_weight * loss
+
+    return self.student_step((human, pseudo), model, optimizer, metrics,
+                             classification_term, values)

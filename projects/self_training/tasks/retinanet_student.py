@@ -53,6 +53,12 @@ class SelfTrainingRetinaNetTask(self_training.SelfTrainingMixin, retinanet.Retin
     return metrics + self.self_training_metrics() if training else metrics
 
   def train_step(self, inputs, model, optimizer, metrics=None):
+    return self.student_step(inputs, model, optimizer, metrics)
+
+  def student_step(self, inputs, model, optimizer, metrics=None, extra_loss=None,
+                   extra_values=None):
+    """The student's step; `extra_loss(model)` adds a term inside the tape (joint training)
+    and `extra_values` (filled by it) are logged as metrics of the same names."""
     human, (pseudo_images, pseudo_labels) = inputs
     inputs = (human, (pseudo_images, self.ignore_uncertain(pseudo_labels)))
 
@@ -63,6 +69,6 @@ class SelfTrainingRetinaNetTask(self_training.SelfTrainingMixin, retinanet.Retin
       return model_loss, {'cls_loss': cls_loss, 'box_loss': box_loss}
 
     loss, st_logs, halves = self.self_training_step(
-        inputs, model, optimizer, half_loss, self.task_config.losses.loss_weight)
-    values = dict(st_logs, total_loss=loss, **halves['human']['parts'])
+        inputs, model, optimizer, half_loss, self.task_config.losses.loss_weight, extra_loss)
+    values = dict(st_logs, total_loss=loss, **halves['human']['parts'], **(extra_values or {}))
     return self_training.update_metrics(metrics, values, {self.loss: loss})

@@ -58,11 +58,15 @@ class SelfTrainingMixin:
   def self_training_step(
       self, inputs, model: tf_keras.Model, optimizer,
       half_loss: Callable[[Any, Any], Tuple[tf.Tensor, Dict[str, tf.Tensor]]],
-      loss_weight: float = 1.0) -> Tuple[tf.Tensor, Dict[str, Any], Dict[str, Any]]:
+      loss_weight: float = 1.0,
+      extra_loss: Optional[Callable[[tf_keras.Model], tf.Tensor]] = None,
+  ) -> Tuple[tf.Tensor, Dict[str, Any], Dict[str, Any]]:
     """One optimizer step on a (human, pseudo) pair of batches.
 
     `half_loss(outputs, labels)` returns the task's loss on one half without regularization
     (`model.losses` is added once, to the combined loss) and a dict of its parts to log.
+    `extra_loss(model)`, when given, is added to the total inside the same tape (joint
+    training's weighted classification loss).
     Returns the total loss, the normalizer's logs, and per half (`'human'`, `'pseudo'`)
     the model outputs, labels, loss and parts.
     """
@@ -81,6 +85,8 @@ class SelfTrainingMixin:
       if model.losses:
         loss += tf.add_n(model.losses)
       loss = loss_weight * loss
+      if extra_loss is not None:
+        loss += extra_loss(model)
       scaled_loss = scale_loss(loss, optimizer)
     apply_scaled_gradients(tape, scaled_loss, model, optimizer)
     return loss, dict(st_logs, model_loss=combined), halves
