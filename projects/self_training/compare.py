@@ -4,7 +4,8 @@ Reads any of:
   a study directory       (`cells/*.json`: one row per cell, its paper cell beside it)
   a pipeline runs dir     (`results.json` of `./run.sh` or `./run.sh segmentation`)
   a training model_dir    (`./run.sh train`: `params.yaml` + `metrics_*.json` or
-                           `history.json`), e.g. a full-scale run on a pod
+                           `plateau_history.json`, its best held-out eval), e.g. a
+                           full-scale run on a pod
   one of those JSON files directly
 and prints one Markdown table: run, model, AP/AP50/AP75 (mIoU for segmentation), the
 paper's number for the matching cell and Model Garden's published baseline for the same
@@ -22,6 +23,7 @@ import yaml
 
 from projects.self_training import jsonio
 from projects.self_training import paper_numbers
+from projects.self_training import trainer
 
 # Model Garden's published COCO numbers for recipes we also register, as printed in
 # tensorflow/models official/vision/MODEL_GARDEN.md (RetinaNet table); SpineNet-190's from
@@ -157,15 +159,18 @@ def _model_dir_rows(path: str) -> List[Row]:
   metrics = None
   for name in ('metrics_eval.json', 'metrics_train_and_eval.json', 'metrics_continuous_eval.json'):
     metrics = jsonio.read_json(os.path.join(path, name)) or metrics
-  history = jsonio.read_json(os.path.join(path, 'history.json'))
+  history = jsonio.read_json(os.path.join(path, trainer.HISTORY_FILE))
+  source = ''
   if metrics is None and history and history.get('history'):
     metrics = max(history['history'], key=lambda h: h.get('AP', h.get('mean_iou', 0)))
+    source = f' (best held-out eval, step {metrics.get("step")})'
   if metrics is None:
-    raise ValueError(f'{path} has params.yaml but no metrics_*.json or history.json yet')
+    raise ValueError(f'{path} has params.yaml but no metrics_*.json or '
+                     f'{trainer.HISTORY_FILE} yet')
   paper, garden = references(params)
   kind, model_id, student, level = recipe(params)
   model = f'{kind} {model_id}' + (f' Augment-S{level}' if level else '') + (
-      ' student' if student else '')
+      ' student' if student else '') + source
   return [Row(run=path, model=model, metrics=_metrics(metrics), paper=paper,
               model_garden=garden)]
 
