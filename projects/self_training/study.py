@@ -506,7 +506,10 @@ def figure1(records: Dict[str, Dict[str, Any]], path: str) -> Optional[str]:
     ax.set_ylabel('ours: val COCO AP (solid)')
     twin.set_ylabel('paper: COCO AP (dashed)')
     ax.grid(alpha=0.3)
-    ax.legend(loc='upper left', fontsize=7)
+    if ax.get_lines():
+      ax.legend(loc='upper left', fontsize=7)
+    else:
+      ax.text(0.5, 0.5, 'no supervised cells yet', ha='center', transform=ax.transAxes)
   fig.suptitle('Figure 1: supervised AP by augmentation and by labeled fraction')
   fig.tight_layout()
   fig.savefig(path)
