@@ -132,3 +132,24 @@ def test_joint_student_adds_the_classification_loss_to_the_students(tiny_data, i
   # Validation data is the detector's alone.
   val = next(iter(task.build_inputs(params.task.validation_data)))
   assert val[0].shape[1:] == (64, 64, 3)
+
+
+def test_registered_recipe_steps_at_its_own_input_size(tiny_data, iconic_data):
+  """The 96-px detector reads the 64-px iconic images resized to its size (a backbone that
+  Model Garden builds for one input size rejects any other)."""
+  params = trainer.build_params(
+      'emoji_retinanet_joint', params_override=','.join([
+          pipeline.data_override(tiny_data), 'task.train_data.global_batch_size=2']),
+      lock=False)
+  params.task.classification_data.input_path = pretrain_cfg.iconic_pattern(iconic_data, False)
+  params.task.classification_data.global_batch_size = 2
+  params.lock()
+  size = params.task.model.input_size[0]
+  assert size != pretrain_cfg.ICONIC_IMAGE_SIZE
+  task = task_factory.get_task(params.task)
+  model = task.build_model()
+  detection, classification = next(iter(task.build_inputs(params.task.train_data)))
+  assert detection[0].shape[1:3] == classification[0].shape[1:3] == (size, size)
+  logs = task.train_step((detection, classification), model,
+                         tf_keras.optimizers.legacy.SGD(0.0), task.build_metrics(training=True))
+  assert np.isfinite(float(logs['total_loss'])) and float(logs['classification_loss']) > 0

@@ -28,7 +28,6 @@ class JointTrainingRetinaNetTask(rn_cfg.RetinaNetTask):
       default_factory=lambda: ic_cfg.DataConfig(is_training=True))
   classification_weight: float = PAPER_CLASSIFICATION_WEIGHT
   classification_num_classes: int = len(categories.ICONIC_CLASSES)
-  classification_image_size: int = pretrain.ICONIC_IMAGE_SIZE
   classification_label_smoothing: float = 0.1
 
 

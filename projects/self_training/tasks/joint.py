@@ -39,14 +39,19 @@ class JointTrainingRetinaNetTask(retinanet.RetinaNetTask):
     setattr(model, CLASSIFIER_ATTR, tf_keras.layers.Dense(
         config.classification_num_classes, name='joint_classifier',
         kernel_regularizer=tf_keras.regularizers.l2(l2 / 2.0) if l2 else None))
-    size = config.classification_image_size
+    size = self.classification_image_size()
     getattr(model, CLASSIFIER_ATTR)(
         features.pooled_features(model.backbone, tf.zeros([1, size, size, 3])))
     return model
 
+  def classification_image_size(self) -> int:
+    """The detector's input size: Model Garden builds the backbone for that size only, so
+    classification images are resized to it (the 64-px iconic images are upscaled)."""
+    return self.task_config.model.input_size[0]
+
   def _classification_task(self) -> image_classification.ImageClassificationTask:
     config = self.task_config
-    size = config.classification_image_size
+    size = self.classification_image_size()
     return image_classification.ImageClassificationTask(ic_cfg.ImageClassificationTask(
         model=ic_cfg.ImageClassificationModel(
             num_classes=config.classification_num_classes, input_size=[size, size, 3]),
