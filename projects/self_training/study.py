@@ -77,6 +77,15 @@ SIZES = {
 }
 
 
+def fixed_schedule(steps: int, max_warmup: int) -> str:
+  """Params override: `steps` cosine steps, one held-out eval at the end, a warm-up of a
+  tenth of the steps (at most `max_warmup`, the registered recipe's)."""
+  return (f'trainer.train_steps={steps},trainer.validation_interval={steps},'
+          f'trainer.optimizer_config.learning_rate.cosine.decay_steps={steps},'
+          f'trainer.optimizer_config.warmup.linear.warmup_steps='
+          f'{max(1, min(max_warmup, steps // 10))}')
+
+
 @dataclasses.dataclass(frozen=True)
 class Group:
   """One teacher: what it starts from, how its data is augmented, how much it sees."""
@@ -263,15 +272,11 @@ class Study:
     from projects.self_training import pretrain  # pylint: disable=g-import-not-at-top
     override = self.size.pretrain_override
     if self.size.pretrain_steps is not None:
+      from projects.self_training.configs import pretrain as pretrain_cfg  # pylint: disable=g-import-not-at-top
       steps = self.size.pretrain_steps
-      if init == 'imagenet_plus':
-        steps *= 3   # the registered recipe's ratio (configs/pretrain.PLUS_STEPS_FACTOR)
-      override = pipeline.join_overrides(
-          f'trainer.train_steps={steps},trainer.validation_interval={steps},'
-          f'trainer.checkpoint_interval={steps},'
-          f'trainer.optimizer_config.learning_rate.cosine.decay_steps={steps},'
-          f'trainer.optimizer_config.warmup.linear.warmup_steps={max(1, min(100, steps // 10))}',
-          override)
+      if init == 'imagenet_plus':  # the registered recipes' ratio
+        steps *= pretrain_cfg.PLUS_STEPS_FACTOR
+      override = pipeline.join_overrides(fixed_schedule(steps, max_warmup=100), override)
     trainer.quiet_logs()  # importing the classification stack turns TensorFlow's INFO back on
     result = pretrain.run(init, self.pretrain_root(), self.data_dir, params_override=override,
                           progress=self.progress)
@@ -286,11 +291,7 @@ class Study:
     schedule = ''
     size = self.size
     if size.teacher_steps is not None:
-      steps = size.teacher_steps
-      schedule = (f'trainer.train_steps={steps},trainer.validation_interval={steps},'
-                  f'trainer.optimizer_config.learning_rate.cosine.decay_steps={steps},'
-                  f'trainer.optimizer_config.warmup.linear.warmup_steps='
-                  f'{max(1, min(150, steps // 10))}')
+      schedule = fixed_schedule(size.teacher_steps, max_warmup=150)
     joint = '_joint' if group.joint else ''
     s = pipeline.Settings(
         data_dir=self.data_dir, runs_dir=os.path.join(self.study_dir, 'groups', group.name),
@@ -347,10 +348,13 @@ class Study:
     saved_model = pipeline.export(s, teacher, self.progress)
     pipeline.pseudo_label(s, saved_model, self.progress)
 
+  def steps(self) -> Dict[str, Optional[int]]:
+    return {'teacher': self.size.teacher_steps, 'finetune': self.size.finetune_steps,
+            'pretrain': self.size.pretrain_steps}
+
   def identity(self) -> Dict[str, Any]:
     """What every cell of one study directory shares; a re-run must ask for the same."""
-    return {'steps': {'teacher': self.size.teacher_steps, 'finetune': self.size.finetune_steps,
-                      'pretrain': self.size.pretrain_steps},
+    return {'steps': self.steps(),
             'size': self.size_name, 'seed': self.seed,
             'data_dir': os.path.abspath(self.data_dir), 'override': self.size.override,
             'pretrain_root': os.path.abspath(self.pretrain_root())}
@@ -395,8 +399,7 @@ class Study:
           'id': cell.id, 'table': cell.table, 'row': cell.row, 'column': cell.column,
           'group': dataclasses.asdict(cell.group), 'kind': cell.kind, 'alpha': cell.alpha,
           'normalize': cell.normalize, 'size': self.size_name, 'seed': self.seed,
-          'steps': {'teacher': self.size.teacher_steps, 'finetune': self.size.finetune_steps,
-                    'pretrain': self.size.pretrain_steps},
+          'steps': self.steps(),
           'val': summary['val'], 'holdout': summary['holdout'], 'best_step': summary['best_step'],
           'experiment': summary.get('experiment'), 'run_dir': os.path.dirname(
               summary['checkpoint'].rstrip('/')) if summary.get('checkpoint') else None,
