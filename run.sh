@@ -20,6 +20,8 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
   export_segmentation  export a trained segmenter with multi-scale (+flip) inference
   pseudo_label  label unlabeled images with a SavedModel (--saved_model --input --output_dir);
                 detection boxes or segmentation masks, as the SavedModel's label map says
+  pseudo_label_beam  the same labeling as an Apache Beam pipeline (flags as pseudo_label,
+                then -- and Beam's options: --runner=DataflowRunner|FlinkRunner|SparkRunner ...)
   segmentation  segmentation self-training (teacher, pseudo masks, student); mIoU table on voc_val
   pretrain      backbone pre-training on iconic: imagenet | imagenet_plus | simclr (for gin/init)
   convert_checkpoint  public EfficientNet / SimCLR ResNet checkpoint -> Model Garden backbone
@@ -37,7 +39,7 @@ EOF
 ensure_venv() {
   local stamp="$VENV/.requirements.sha256"
   local want
-  want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+  want="$(cat requirements.txt requirements-beam.txt | sha256sum | cut -d' ' -f1)"
   if [[ -x "$PY" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     return 0
   fi
@@ -45,6 +47,8 @@ ensure_venv() {
   [[ -x "$PY" ]] || python3 -m venv "$VENV"
   "$PY" -m pip install --quiet --upgrade pip >&2
   "$PY" -m pip install --quiet -r requirements.txt >&2
+  # Beam without its upper pins on pillow/protobuf/pyarrow: see requirements-beam.txt.
+  "$PY" -m pip install --quiet --no-deps -r requirements-beam.txt >&2
   echo "$want" > "$stamp"
 }
 
@@ -68,6 +72,7 @@ case "$cmd" in
   export)   exec "$PY" -m projects.self_training.serving.export "$@" ;;
   export_segmentation) exec "$PY" -m projects.self_training.serving.export_segmentation "$@" ;;
   pseudo_label) exec "$PY" -m projects.self_training.pseudo_label.labeler "$@" ;;
+  pseudo_label_beam) exec "$PY" -m projects.self_training.pseudo_label.beam_labeler "$@" ;;
   segmentation) exec "$PY" -m projects.self_training.segmentation_main "$@" ;;
   pretrain) exec "$PY" -m projects.self_training.pretrain "$@" ;;
   convert_checkpoint) exec "$PY" -m projects.self_training.convert_checkpoint "$@" ;;

@@ -289,3 +289,56 @@ def test_labels_a_tfds_split(tmp_path):
   assert sorted(im['id'] for im in coco['images']) == [1, 2, 3, 4, 5]
   assert {(im['height'], im['width']) for im in coco['images']} == {(28, 28)}
   assert len(_records(labeler.record_pattern(out))) == 5
+
+
+def _without_timing(summary):
+  return {k: v for k, v in summary.items() if k not in ('seconds', 'images_per_second')}
+
+
+def test_beam_pipeline_equals_the_single_process_labeler(pool, exported, tmp_path):
+  from projects.self_training.pseudo_label import beam_labeler  # pylint: disable=g-import-not-at-top
+  _, _, path = exported
+  # A folder with a corrupt and a non-image file beside real scenes: counted, not fatal.
+  folder = tmp_path / 'images'
+  folder.mkdir()
+  for i, record in enumerate(_records(emoji_scenes.split_pattern(pool, 'unlabeled_scenes'))):
+    encoded = tf.train.Example.FromString(record).features.feature['image/encoded']
+    (folder / f'{i:02d}.jpg').write_bytes(encoded.bytes_list.value[0])
+  (folder / '03_truncated.jpg').write_bytes((folder / '03.jpg').read_bytes()[:100])
+  (folder / 'notes.txt').write_text('not an image')
+  for source in (emoji_scenes.split_pattern(pool, 'unlabeled_scenes'), str(folder)):
+    name = os.path.basename(source)[:6]
+    single = labeler.run(path, source, str(tmp_path / f'single_{name}'), threshold=0.05,
+                         num_shards=3, batch_size=4, progress=False)
+    out = str(tmp_path / f'beam_{name}')
+    beamed = beam_labeler.run(path, source, out, num_shards=3, threshold=0.05, batch_size=4,
+                              beam_args=['--runner=DirectRunner', '--direct_num_workers=2',
+                                         '--direct_running_mode=multi_threading'])
+    assert single['num_boxes'] > 0
+    for shard in range(3):  # record for record, shard for shard
+      shard_file = labeler.shard_name(shard, 3) + '.tfrecord'
+      assert (_records(os.path.join(out, shard_file)) ==
+              _records(os.path.join(tmp_path / f'single_{name}', shard_file)))
+    assert _without_timing(beamed) == _without_timing(single) | {
+        'records': labeler.record_pattern(out)}
+    assert ((tmp_path / f'single_{name}' / labeler.COCO_JSON).read_text() ==
+            (tmp_path / f'beam_{name}' / labeler.COCO_JSON).read_text())
+  assert beamed['num_skipped'] == 2 and beamed['num_images'] == 10
+  # A re-run skips complete shards: their records are not rewritten.
+  first = os.stat(os.path.join(out, labeler.shard_name(0, 3) + '.tfrecord')).st_mtime_ns
+  os.remove(os.path.join(out, labeler.SUMMARY))
+  again = beam_labeler.run(path, str(folder), out, num_shards=3, threshold=0.05, batch_size=4)
+  assert os.stat(os.path.join(out, labeler.shard_name(0, 3) + '.tfrecord')).st_mtime_ns == first
+  assert _without_timing(again) == _without_timing(beamed)
+
+
+def test_beam_command_line_errors_are_one_line(tmp_path):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'projects.self_training.pseudo_label.beam_labeler',
+       f'--saved_model={tmp_path}/none', f'--input={tmp_path}/nothing-*.tfrecord',
+       f'--output_dir={tmp_path}/out', '--', '--runner=DirectRunner'],
+      capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.strip().splitlines()[-1].startswith('error: input not found')
+  assert not os.path.exists(tmp_path / 'out')

@@ -36,6 +36,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import os
+import re
 import sys
 import time
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -205,7 +206,10 @@ def _decode_all(items: Iterable[sources.Item], workers: int = 2) -> Iterator[Tup
         raise ValueError(f'bad image shape {pixels.shape}')
       return item, pixels, stored, ''
     except Exception as e:  # pylint: disable=broad-except
-      return item, None, None, f'{type(e).__name__}: {e}'.splitlines()[0]
+      # Without object addresses (PIL's '<_io.BytesIO object at 0x...>'): the reason is
+      # part of the output, which is deterministic.
+      reason = re.sub(r' at 0x[0-9a-fA-F]+', '', f'{type(e).__name__}: {e}'.splitlines()[0])
+      return item, None, None, reason
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     pending = collections.deque()
     for item in items:
@@ -387,14 +391,10 @@ def merge(output_dir: str, num_shards: int, teacher_path: str, categories: List[
   return summary
 
 
-def run(saved_model: str, source: str, output_dir: str, threshold: float = DEFAULT_THRESHOLD,
-        num_shards: int = 1, shard_index: Optional[int] = None, batch_size: int = 64,
-        progress: bool = True, teacher: Optional[Teacher] = None,
-        ignore_threshold: Optional[float] = None) -> Dict[str, Any]:
-  """Labels every missing shard (or only `shard_index`); returns the summary when complete.
-
-  A shard is done when its sidecar JSON exists; done shards are not redone.
-  """
+def check_args(source: str, threshold: float, num_shards: int,
+               shard_index: Optional[int] = None,
+               ignore_threshold: Optional[float] = None) -> None:
+  """Raises LabelerError (one line) on a bad flag or an input that names nothing."""
   if num_shards < 1:
     raise LabelerError(f'--num_shards must be >= 1, got {num_shards}')
   if shard_index is not None and not 0 <= shard_index < num_shards:
@@ -407,12 +407,28 @@ def run(saved_model: str, source: str, output_dir: str, threshold: float = DEFAU
     sources.check(source)
   except sources.SourceError as e:
     raise LabelerError(str(e)) from None
+
+
+def shard_done(output_dir: str, shard_index: int, num_shards: int) -> bool:
+  """A shard is complete when its sidecar JSON exists (written after its records)."""
+  return tf.io.gfile.exists(os.path.join(output_dir, shard_name(shard_index, num_shards) + '.json'))
+
+
+def run(saved_model: str, source: str, output_dir: str, threshold: float = DEFAULT_THRESHOLD,
+        num_shards: int = 1, shard_index: Optional[int] = None, batch_size: int = 64,
+        progress: bool = True, teacher: Optional[Teacher] = None,
+        ignore_threshold: Optional[float] = None) -> Dict[str, Any]:
+  """Labels every missing shard (or only `shard_index`); returns the summary when complete.
+
+  A shard is done when its sidecar JSON exists; done shards are not redone.
+  """
+  check_args(source, threshold, num_shards, shard_index, ignore_threshold)
   teacher = teacher or Teacher(saved_model)
   tf.io.gfile.makedirs(output_dir)
   todo = range(num_shards) if shard_index is None else [shard_index]
   done = 0
   for i in todo:
-    if tf.io.gfile.exists(os.path.join(output_dir, shard_name(i, num_shards) + '.json')):
+    if shard_done(output_dir, i, num_shards):
       done += 1
       continue
     label_shard(teacher, source, output_dir, i, num_shards, threshold, batch_size, progress,
