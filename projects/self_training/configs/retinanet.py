@@ -5,6 +5,7 @@ paper's numbers (Section 3.2, Appendix H; see shared/reference/paper_numbers.md)
 where they are used.
 """
 
+import dataclasses
 import os
 
 from official.core import config_definitions as cfg
@@ -21,6 +22,10 @@ COCO_NUM_CLASSES = 91  # COCO category ids run 1..90; 0 is background.
 COCO_TRAIN_EXAMPLES = 118287
 COCO_VAL_EXAMPLES = 5000
 COCO_INPUT_PATH_BASE = os.environ.get('COCO_TFRECORD_DIR', 'coco')
+# Where the full-scale students read pseudo labels: `<base>/pseudo/pseudo-*-of-*.tfrecord`,
+# the pseudo-labeler's output for ImageNet (Tables 2-4, 7, 10) and Open Images (Table 5).
+IMAGENET_PSEUDO_BASE = os.environ.get('IMAGENET_PSEUDO_DIR', 'imagenet')
+OPEN_IMAGES_PSEUDO_BASE = os.environ.get('OPEN_IMAGES_PSEUDO_DIR', 'open_images')
 
 # Appendix H, Table 2 "Rand Init" row: the step count at which each augmentation peaked.
 # EfficientNet's blocks all squeeze-and-excite at 0.25 (Tan & Le, 2019; the public B7
@@ -43,6 +48,13 @@ def cosine_sgd(train_steps, base_lr, warmup_steps, warmup_lr, momentum=0.9):
           'linear': {'warmup_steps': warmup_steps, 'warmup_learning_rate': warmup_lr},
       },
   })
+
+
+def set_train_steps(config: cfg.ExperimentConfig, train_steps: int) -> cfg.ExperimentConfig:
+  """Train steps and the cosine schedule's decay steps together."""
+  config.trainer.train_steps = train_steps
+  config.trainer.optimizer_config.learning_rate.cosine.decay_steps = train_steps
+  return config
 
 
 def embedded_trainer(steps, base_lr, warmup_steps, eval_every,
@@ -192,17 +204,17 @@ def _full_scale_retinanet(backbone, train_steps, input_size=640, batch=256, base
       ])
 
 
-def _with_augmentation(config, preset):
-  augment.apply_augmentation(config.task.train_data.parser, augment.PRESETS[preset],
-                             config.task.model.input_size[0])
+def _with_augmentation(config, aug: augment.Augmentation):
+  augment.apply_augmentation(config.task.train_data.parser, aug, config.task.model.input_size[0])
   return config
 
 
-def _register_per_augmentation(name, build):
+def _register_per_augmentation(name, build, presets=None):
   """Registers `name_s1` .. `name_s4`, each with its Augment-Sk policy and Appendix H steps."""
+  presets = presets or augment.PRESETS
   for preset, steps in PAPER_TRAIN_STEPS.items():
-    factory = lambda build=build, preset=preset, steps=steps: _with_augmentation(
-        build(steps), preset)
+    factory = lambda build=build, aug=presets[preset], steps=steps: _with_augmentation(
+        build(steps), aug)
     factory.__doc__ = f'{name} with Augment-{preset} for {steps} steps.'
     exp_factory.register_config_factory(f'{name}_{preset.lower()}')(factory)
 
@@ -243,7 +255,22 @@ def spinenet(model_id, train_steps):
 
 _register_per_augmentation('retinanet_efficientnetb7_fpn_coco', efficientnet_b7_fpn)
 _register_per_augmentation('retinanet_resnet50_fpn_coco', resnet_fpn(50))
-_register_per_augmentation('retinanet_resnet101_fpn_coco', resnet_fpn(101))
+
+
+def resnet101_appendix_e(train_steps):
+  """ResNet-101 as Appendix E trains it (Table 12, Figure 2): float32 instead of bfloat16
+  "for training stability". (Its other change, batch-norm beta/gamma in the weight decay,
+  is not made: Model Garden regularizes convolution kernels only.)"""
+  config = resnet_fpn(101)(train_steps)
+  config.runtime.mixed_precision_dtype = 'float32'
+  return config
+
+
+_register_per_augmentation(
+    'retinanet_resnet101_fpn_coco', resnet101_appendix_e,
+    # Appendix E: "the RandAugment magnitude was increased from 10 to 15".
+    dict(augment.PRESETS, S4=dataclasses.replace(augment.PRESETS['S4'],
+                                                 randaugment_magnitude=15.0)))
 
 
 @exp_factory.register_config_factory('retinanet_spinenet143_coco')

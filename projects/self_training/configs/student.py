@@ -100,18 +100,36 @@ def emoji_retinanet_student() -> cfg.ExperimentConfig:
   return config
 
 
-def _full_scale_student(name: str, teacher_name: str):
+def _full_scale_student(name: str, teacher_name: str, alpha: float, train_steps: int,
+                        pseudo_base: str, doc: str):
+  """Registers `name`: the student of `teacher_name` with the paper's alpha and steps
+  (Appendix H), its pseudo-labeled half read from `pseudo_base/pseudo/`, as many pseudo
+  images per step as human ones."""
   def factory() -> cfg.ExperimentConfig:
     config = student_from(exp_factory.get_exp_config(teacher_name))
     config.task.pseudo_data.input_path = os.path.join(
-        retinanet.COCO_INPUT_PATH_BASE, 'pseudo', 'pseudo-*-of-*.tfrecord')
+        pseudo_base, 'pseudo', 'pseudo-*-of-*.tfrecord')
+    config.task.loss_normalization.alpha = alpha
+    retinanet.set_train_steps(config, train_steps)
     return config
-  factory.__doc__ = (f'Student of `{teacher_name}`: 256 human + 256 pseudo-labeled images per '
-                     'step, loss normalization, initialized from the teacher.')
+  batch = exp_factory.get_exp_config(teacher_name).task.train_data.global_batch_size
+  factory.__doc__ = (f'Student of `{teacher_name}`: {batch} human + {batch} pseudo-labeled '
+                     f'images per step ({doc}), loss normalization with alpha {alpha}, '
+                     f'{train_steps} steps, initialized from the teacher.')
   factory.__name__ = name
   exp_factory.register_config_factory(name)(factory)
 
 
-for _aug in ('s1', 's2', 's3', 's4'):
+# Appendix H, Table 2's "Rand Init w/ ImageNet Self-training" row: steps and alpha per policy.
+EFFICIENTNET_B7_STUDENTS = {'s1': (45_000, 1.0), 's2': (90_000, 1.0), 's3': (90_000, 0.5),
+                            's4': (90_000, 0.5)}
+for _aug, (_steps, _alpha) in EFFICIENTNET_B7_STUDENTS.items():
   _full_scale_student(f'retinanet_efficientnetb7_fpn_coco_{_aug}_student',
-                      f'retinanet_efficientnetb7_fpn_coco_{_aug}')
+                      f'retinanet_efficientnetb7_fpn_coco_{_aug}', _alpha, _steps,
+                      retinanet.IMAGENET_PSEUDO_BASE, 'ImageNet pseudo-labeled')
+# Table 5 / Appendix H: SpineNet self-training on Open Images, at the teachers' batch of 128
+# (so 128 + 128) and half learning rate; alpha 0.25 (143) and 0.5 (190).
+_full_scale_student('retinanet_spinenet143_coco_student', 'retinanet_spinenet143_coco', 0.25,
+                    472_000, retinanet.OPEN_IMAGES_PSEUDO_BASE, 'Open Images pseudo-labeled')
+_full_scale_student('retinanet_spinenet190_coco_student', 'retinanet_spinenet190_coco', 0.5,
+                    370_000, retinanet.OPEN_IMAGES_PSEUDO_BASE, 'Open Images pseudo-labeled')

@@ -1,0 +1,266 @@
+r"""The paper's full-scale recipes on a CPU: `describe` builds them, `dryrun` steps one.
+
+  ./run.sh describe [--experiments=glob,...] [--json=out.json]
+  ./run.sh dryrun EXPERIMENT [--image_size=256] [--batch_size=2]
+
+`describe` builds every full-scale model (one build per distinct model: the Augment-S1..S4
+variants and a teacher's student share one) without training and prints one row per
+experiment: parameters, forward FLOPs per image at the recipe's input size (multiply-adds,
+the unit of the paper's Tables 5 and 6; the paper's value beside it where it prints one),
+input size, global batch (human + pseudo for students) and train steps.
+
+`dryrun` runs one training step of a full-scale experiment through its real task, model,
+optimizer and input pipeline, at a reduced image size and batch, on the embedded data
+(detection: `train` scenes, and for a student the same scenes as its pseudo-labeled half,
+same schema; segmentation: `voc_train`, and `voc_aug` as the pseudo half), in float32 (the
+recipes' bfloat16 needs a TPU or a recent GPU) and without the recipe's init checkpoint
+(a cloud path). It fails unless the loss is finite.
+"""
+
+import dataclasses
+import fnmatch
+import math
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from official.core import task_factory
+from official.core import train_utils
+
+from projects.self_training import registry_imports  # pylint: disable=unused-import
+from projects.self_training import trainer
+from projects.self_training.configs import student as student_cfg
+from projects.self_training.data import emoji_scenes
+from projects.self_training.jsonio import write_json
+
+# The paper's multiply-adds per image (Tables 5 and 6), keyed by experiment prefix.
+PAPER_FLOPS = {
+    'retinanet_spinenet143_coco': 524e9,
+    'retinanet_spinenet190_coco': 1885e9,
+    'seg_nasfpn_efficientnetb7_pascal': 60e9,
+    'seg_nasfpn_efficientnetl2_pascal': 229e9,
+}
+PAPER_PARAMS = {
+    'retinanet_spinenet143_coco': 67e6,
+    'retinanet_spinenet190_coco': 164e6,
+    'seg_nasfpn_efficientnetb7_pascal': 71e6,
+    'seg_nasfpn_efficientnetl2_pascal': 485e6,
+}
+
+
+class DryRunError(RuntimeError):
+  """A full-scale experiment that does not build or step: reported in one line."""
+
+
+def full_scale_experiments() -> List[str]:
+  """The project's experiments that are not the embedded ones."""
+  return [n for n in trainer.project_experiments() if not n.startswith('emoji_')]
+
+
+def _model_key(params) -> str:
+  """Experiments with equal model configs share one build."""
+  return repr(sorted(params.task.model.as_dict().items()))
+
+
+def _paper(table: Dict[str, float], name: str) -> Optional[float]:
+  for prefix, value in table.items():
+    if name.startswith(prefix):
+      return value
+  return None
+
+
+def multiply_adds(model, input_size: Sequence[int]) -> Optional[float]:
+  """Forward multiply-adds for one image: TF's profiler on the inference graph, halved
+  (it counts a multiply-add as two float operations)."""
+  fn = tf.function(lambda x: model(x, training=False))
+  graph = fn.get_concrete_function(tf.TensorSpec([1, *input_size], tf.float32)).graph
+  opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+  opts['output'] = 'none'
+  flops = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(),
+                                        options=opts)
+  return flops.total_float_ops / 2 if flops else None
+
+
+def _batch(task) -> str:
+  human = task.train_data.global_batch_size
+  if student_cfg.has_pseudo_data(task):
+    pseudo = task.pseudo_data.global_batch_size or human
+    return f'{human} + {pseudo}'
+  return str(human)
+
+
+def describe(names: Sequence[str]) -> List[Dict[str, Any]]:
+  """One row per experiment; models built once per distinct model config."""
+  built: Dict[str, Dict[str, Any]] = {}
+  rows = []
+  for name in names:
+    params = trainer.build_params(name)
+    key = _model_key(params)
+    if key not in built:
+      tf_keras.backend.clear_session()
+      start = time.time()
+      model = task_factory.get_task(params.task).build_model()
+      size = list(params.task.model.input_size)
+      flops = multiply_adds(model, size)
+      built[key] = {'params': train_utils.try_count_params(model), 'multiply_adds': flops,
+                    'build_seconds': round(time.time() - start, 1)}
+      del model
+      print(f'describe: {name}: {built[key]["params"] / 1e6:.1f}M parameters, '
+            f'{flops / 1e9:.1f}B multiply-adds ({built[key]["build_seconds"]} s)', flush=True)
+    model = params.task.model
+    rows.append(dict(
+        built[key], experiment=name, kind='segmentation' if name.startswith('seg_') else
+        'detection', backbone=f'{model.backbone.type}-{_backbone_id(model.backbone)}',
+        input_size=f'{model.input_size[0]}x{model.input_size[1]}', batch=_batch(params.task),
+        train_steps=params.trainer.train_steps, dtype=params.runtime.mixed_precision_dtype,
+        paper_multiply_adds=_paper(PAPER_FLOPS, name), paper_params=_paper(PAPER_PARAMS, name)))
+  return rows
+
+
+def _backbone_id(backbone) -> str:
+  inner = getattr(backbone, backbone.type)
+  return str(getattr(inner, 'model_id', ''))
+
+
+def table(rows: Sequence[Dict[str, Any]]) -> str:
+  """Markdown table of `describe`'s rows."""
+  def paper(value, unit):
+    return f' ({value / unit:.0f})' if value else ''
+  lines = ['| experiment | backbone | input | batch | steps | params, M (paper) | '
+           'multiply-adds / image, B (paper) |', '|---|---|---|---|---|---|---|']
+  for r in rows:
+    lines.append(
+        f'| `{r["experiment"]}` | {r["backbone"]} | {r["input_size"]} | {r["batch"]} | '
+        f'{r["train_steps"]:,} | {r["params"] / 1e6:.1f}{paper(r["paper_params"], 1e6)} | '
+        f'{r["multiply_adds"] / 1e9:.1f}{paper(r["paper_multiply_adds"], 1e9)} |')
+  return '\n'.join(lines)
+
+
+# ----------------------------------------------------------------------------------------
+# Dry run.
+
+
+def dryrun_override(params, image_size: int, batch_size: int, data_dir: str) -> str:
+  """The override that points a full-scale experiment at embedded data, small and float32."""
+  segmentation = hasattr(params.task.train_data, 'output_size')
+  level = 2 ** params.task.model.max_level
+  if image_size % level:
+    raise DryRunError(f'--image_size must be a multiple of {level} (2^max_level) for '
+                      f'{params.task.model.max_level} levels, got {image_size}')
+  human, pseudo = (('voc_train', 'voc_aug') if segmentation else ('train', 'train'))
+  parts = [f'task.model.input_size=[{image_size},{image_size},3]',
+           'runtime.mixed_precision_dtype=float32', 'task.init_checkpoint=""',
+           f'task.train_data.input_path={emoji_scenes.split_pattern(data_dir, human)}',
+           f'task.train_data.global_batch_size={batch_size}',
+           'task.train_data.dtype=float32', 'task.train_data.shuffle_buffer_size=8']
+  if segmentation:
+    parts.append(f'task.train_data.output_size=[{image_size},{image_size}]')
+  else:
+    parts.append(f'task.annotation_file={emoji_scenes.annotation_file(data_dir, "val")}')
+  if student_cfg.has_pseudo_data(params.task):
+    parts += [f'task.pseudo_data.input_path={emoji_scenes.split_pattern(data_dir, pseudo)}',
+              f'task.pseudo_data.global_batch_size={batch_size}',
+              'task.pseudo_data.dtype=float32', 'task.pseudo_data.shuffle_buffer_size=8']
+    if segmentation:
+      parts.append(f'task.pseudo_data.output_size=[{image_size},{image_size}]')
+  return ','.join(parts)
+
+
+def dryrun(name: str, image_size: int = 256, batch_size: int = 2,
+           data_dir: Optional[str] = None) -> Dict[str, Any]:
+  """One training step of `name` on embedded data; returns its loss and timings."""
+  if name not in full_scale_experiments():
+    raise DryRunError(f'unknown full-scale experiment {name!r}; ours: '
+                      f'{", ".join(full_scale_experiments())}')
+  try:
+    data_dir = emoji_scenes.resolve_data_dir(data_dir)
+  except ValueError as e:
+    raise DryRunError(str(e)) from None
+  full = trainer.build_params(name)
+  params = trainer.build_params(
+      name, params_override=dryrun_override(full, image_size, batch_size, data_dir))
+  start = time.time()
+  task = trainer.build_task(params, model_dir='')
+  model = task.build_model()
+  optimizer = task.create_optimizer(params.trainer.optimizer_config, params.runtime)
+  metrics = task.build_metrics(training=True)
+  inputs = next(iter(task.build_inputs(params.task.train_data)))
+  built = time.time() - start
+  step = tf.function(lambda x: task.train_step(x, model, optimizer, metrics))
+  start = time.time()
+  logs = step(inputs)
+  loss = float(logs[task.loss])
+  seconds = time.time() - start
+  if not math.isfinite(loss):
+    raise DryRunError(f'{name}: loss is {loss} after one step')
+  return {'experiment': name, 'loss': loss, 'image_size': image_size, 'batch_size': batch_size,
+          'params': model.count_params(), 'build_seconds': round(built, 1),
+          'step_seconds': round(seconds, 1), 'full_input_size': list(full.task.model.input_size),
+          'full_batch': _batch(full.task), 'full_train_steps': full.trainer.train_steps}
+
+
+# ----------------------------------------------------------------------------------------
+# Command line.
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_list('experiments', ['*'], 'describe: experiment names or globs.')
+  flags.DEFINE_string('json', None, 'describe: also write the rows as JSON here.')
+  flags.DEFINE_integer('image_size', 256, 'dryrun: image side (a multiple of 2^max_level).')
+  flags.DEFINE_integer('batch_size', 2, 'dryrun: images per half-batch.')
+  flags.DEFINE_string('data_dir', None, 'dryrun: embedded data (default: the cached set).')
+
+
+def main(argv):
+  if argv[1:2] == ['describe']:
+    main_describe(argv[2:])
+  elif argv[1:2] == ['dryrun']:
+    main_dryrun(argv[2:])
+  else:
+    raise app.UsageError('usage: describe [--experiments=...] | dryrun EXPERIMENT')
+
+
+def main_describe(args):
+  if args:
+    raise app.UsageError(f'unexpected arguments: {" ".join(args)}')
+  trainer.quiet_logs()
+  names = [n for n in full_scale_experiments()
+           if any(fnmatch.fnmatchcase(n, p) for p in FLAGS.experiments)]
+  if not names:
+    print(f'error: no full-scale experiment matches {",".join(FLAGS.experiments)}; ours: '
+          f'{", ".join(full_scale_experiments())}', file=sys.stderr)
+    sys.exit(2)
+  rows = describe(names)
+  print(table(rows))
+  if FLAGS.json:
+    write_json(FLAGS.json, rows)
+
+
+def main_dryrun(args):
+  if len(args) != 1:
+    raise app.UsageError('usage: dryrun EXPERIMENT [--image_size=256] [--batch_size=2]')
+  trainer.quiet_logs()
+  try:
+    out = dryrun(args[0], FLAGS.image_size, FLAGS.batch_size, FLAGS.data_dir)
+  except (DryRunError, trainer.ConfigError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(f'dryrun {out["experiment"]}: one step at {out["image_size"]} px, batch '
+        f'{out["batch_size"]}: loss {out["loss"]:.4f} (finite); {out["params"] / 1e6:.1f}M '
+        f'parameters; built in {out["build_seconds"]} s, stepped in {out["step_seconds"]} s. '
+        f'Full scale: {out["full_input_size"][0]} px, batch {out["full_batch"]}, '
+        f'{out["full_train_steps"]:,} steps.')
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
