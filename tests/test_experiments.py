@@ -7,24 +7,10 @@ import tensorflow as tf
 import tf_keras
 
 from official.core import task_factory
+from projects.self_training import full_scale
 from projects.self_training import trainer
 from projects.self_training.data import categories
-
-# One experiment per distinct model: the _s1.._s4 variants differ only in augmentation
-# and step count (checked by test_all_experiments_validate).
-# One model per family (the test budget has no room for more): ResNet-50 builds like
-# ResNet-101, SpineNet-190 like SpineNet-143 (Table 5's 164M for SpineNet-190 does not match
-# Model Garden's 134.8M anyway; Table 5's 67M for SpineNet-143 does, and is asserted).
-FULL_SCALE_MODELS = {
-    'retinanet_efficientnetb7_fpn_coco_s4': None,
-    'retinanet_resnet101_fpn_coco_s4': None,
-    'retinanet_spinenet143_coco': 67e6,
-    # Table 6: 71M (69.5M built, with EfficientNet's squeeze-and-excitation; without it
-    # Model Garden's default B7 gave 57.5M). The L2 segmenter (481.6M built, Table 6: 485M)
-    # takes ~50 s to build and is left to `describe`.
-    'seg_nasfpn_efficientnetb7_pascal': 71e6,
-}
-
+from projects.self_training.data import emoji_scenes
 
 def test_all_experiments_validate():
   names = trainer.project_experiments()
@@ -65,6 +51,40 @@ def test_paper_recipe_numbers():
   assert spine.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate == (
       pytest.approx(0.16))
   assert spine.task.model.detection_generator.soft_nms_sigma == 0.3
+
+
+def test_student_recipe_numbers():
+  """Appendix H's alpha and steps; SpineNet students on Open Images at 128 + 128."""
+  for aug, steps, alpha in (('s1', 45_000, 1.0), ('s4', 90_000, 0.5)):
+    p = trainer.build_params(f'retinanet_efficientnetb7_fpn_coco_{aug}_student')
+    assert p.task.loss_normalization.alpha == alpha
+    assert p.trainer.train_steps == steps
+    assert p.trainer.optimizer_config.learning_rate.cosine.decay_steps == steps
+    assert p.task.pseudo_data.input_path.startswith('imagenet/pseudo/')
+    assert p.task.train_data.global_batch_size == 256
+    assert p.task.pseudo_data.global_batch_size in (0, 256)  # 0: the human batch's
+  for model_id, steps, alpha in (('143', 472_000, 0.25), ('190', 370_000, 0.5)):
+    p = trainer.build_params(f'retinanet_spinenet{model_id}_coco_student')
+    assert p.task.model.backbone.spinenet.model_id == model_id
+    assert p.task.loss_normalization.alpha == alpha
+    assert p.trainer.train_steps == steps
+    assert p.task.pseudo_data.input_path.startswith('open_images/pseudo/')
+    assert p.task.train_data.global_batch_size == 128
+    assert p.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate == (
+        pytest.approx(0.16))
+    assert p.task.model.detection_generator.soft_nms_sigma == 0.3
+    assert p.task.model.backbone.spinenet.stochastic_depth_drop_rate == 0.2
+    assert p.task.init_checkpoint_modules == 'all'  # from the teacher
+
+
+def test_resnet101_follows_appendix_e():
+  s4 = trainer.build_params('retinanet_resnet101_fpn_coco_s4')
+  assert s4.runtime.mixed_precision_dtype == 'float32'
+  assert s4.task.train_data.parser.aug_type.randaug.magnitude == 15
+  assert trainer.build_params('retinanet_resnet50_fpn_coco_s4').task.train_data.parser.aug_type\
+      .randaug.magnitude == 10
+  assert trainer.build_params('retinanet_resnet50_fpn_coco_s4').runtime.mixed_precision_dtype \
+      == 'bfloat16'
 
 
 def test_segmentation_recipe_numbers():
@@ -111,18 +131,67 @@ def test_efficientnet_l2_backbone_widths_and_depths():
   assert counts['l2'] > 5 * counts['b7']
 
 
-@pytest.mark.parametrize('name', sorted(FULL_SCALE_MODELS))
-def test_full_scale_model_builds_on_cpu(name, record_property):
-  params = trainer.build_params(name)
+def test_describe_counts_the_papers_parameters_and_flops():
+  """SpineNet-143 built at full size: Table 5 prints 67M parameters and 524B FLOPs
+  (multiply-adds); a teacher and its student share one build."""
+  rows = full_scale.describe(['retinanet_spinenet143_coco', 'retinanet_spinenet143_coco_student'])
+  spine, student = rows
+  print(full_scale.table(rows))
+  assert spine['params'] == pytest.approx(67e6, rel=0.01)
+  assert spine['multiply_adds'] == pytest.approx(524e9, rel=0.01)
+  assert (student['params'], student['multiply_adds']) == (spine['params'],
+                                                             spine['multiply_adds'])
+  assert (spine['batch'], student['batch']) == ('128', '128 + 128')
+  assert (spine['input_size'], spine['train_steps']) == ('1280x1280', 472_000)
+  assert '| `retinanet_spinenet143_coco` | spinenet-143 | 1280x1280 | 128 |' in full_scale.table(rows)
+
+
+def test_capacity_plan_arithmetic():
+  """100B multiply-adds per image: a training image is 600 GFLOPs, so a 123-TFLOPS v3 chip
+  at 30% trains 61.5 img/s; 120k steps x 256 images on 16 chips take 31,220 s (8.7 h)."""
+  rows = [{'experiment': 'retinanet_efficientnetb7_fpn_coco_s4', 'batch': '256',
+           'train_steps': 120_000, 'multiply_adds': 100e9},
+          {'experiment': 'retinanet_efficientnetb7_fpn_coco_s4_student', 'batch': '256 + 256',
+           'train_steps': 90_000, 'multiply_adds': 100e9}]
+  plan = full_scale.capacity_plan(rows, utilization=0.3)
+  lines = [l for l in plan.splitlines() if l.startswith('| COCO + ImageNet')]
+  assert len(lines) == 3, plan  # teacher, pseudo labels, student; no other run described
+  teacher, labels, student = [l.split(' | ') for l in lines]
+  assert teacher[1:4] == ['teacher', '30.7M', '62'] and teacher[6] == '8.7 h'
+  assert labels[1:4] == ['pseudo labels', '1.3M', '184']  # 1 forward pass: 3x the rate
+  assert student[2] == '46.1M'  # 90k x (256 + 256)
+
+
+# One recipe per family, each one real training step through its task and input pipeline
+# (the others, students included, by `./run.sh dryrun NAME`; `./run.sh describe` builds them
+# all). The student step itself is tested at embedded scale (test_student.py).
+DRYRUN = ('retinanet_efficientnetb7_fpn_coco_s1', 'retinanet_resnet101_fpn_coco_s1',
+          'retinanet_spinenet143_coco', 'seg_nasfpn_efficientnetb7_pascal')
+
+
+@pytest.fixture(scope='module')
+def dry_data(tmp_path_factory):
+  """A few scenes of each split a dry run reads."""
+  out = str(tmp_path_factory.mktemp('dry') / 'scenes')
+  emoji_scenes.generate(out, image_size=64, num_train=4, num_val=2, num_voc_train=4,
+                        num_voc_aug=4, splits=('train', 'val', 'voc_train', 'voc_aug'),
+                        num_workers=1)
+  return out
+
+
+@pytest.mark.parametrize('name', DRYRUN)
+def test_dryrun_steps_a_full_scale_recipe(name, dry_data):
   tf_keras.backend.clear_session()
-  model = task_factory.get_task(params.task).build_model()
-  # A symbolic call builds every layer (the head is lazy) without running the model.
-  model(tf_keras.Input(shape=params.task.model.input_size), training=True)
-  count = model.count_params()
-  record_property('params', count)
-  print(f'{name}: {count / 1e6:.1f}M parameters')
-  expected = FULL_SCALE_MODELS[name]
-  if expected:
-    assert count == pytest.approx(expected, rel=0.1)
-  else:
-    assert count > 1e6
+  out = full_scale.dryrun(name, image_size=128, batch_size=2, data_dir=dry_data)
+  print(out)
+  assert math.isfinite(out['loss']) and out['loss'] > 0
+  assert out['full_input_size'][0] >= 512
+
+
+def test_dryrun_errors_are_one_line(tmp_path):
+  with pytest.raises(full_scale.DryRunError, match='unknown full-scale experiment'):
+    full_scale.dryrun('emoji_retinanet', data_dir=str(tmp_path))
+  with pytest.raises(full_scale.DryRunError, match='multiple of 128'):
+    full_scale.dryrun('retinanet_spinenet143_coco', image_size=100, data_dir=str(tmp_path))
+  with pytest.raises(full_scale.DryRunError, match='not a complete emoji-scenes set'):
+    full_scale.dryrun('retinanet_spinenet143_coco', data_dir=str(tmp_path))

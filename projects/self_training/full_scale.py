@@ -38,6 +38,7 @@ from projects.self_training import registry_imports  # pylint: disable=unused-im
 from projects.self_training import trainer
 from projects.self_training.configs import student as student_cfg
 from projects.self_training.data import emoji_scenes
+from projects.self_training.jsonio import read_json
 from projects.self_training.jsonio import write_json
 
 # The paper's multiply-adds per image (Tables 5 and 6), keyed by experiment prefix.
@@ -88,12 +89,17 @@ def multiply_adds(model, input_size: Sequence[int]) -> Optional[float]:
   return flops.total_float_ops / 2 if flops else None
 
 
-def _batch(task) -> str:
+def _batches(task):
+  """(human, pseudo) images per step; pseudo 0 for a supervised experiment."""
   human = task.train_data.global_batch_size
   if student_cfg.has_pseudo_data(task):
-    pseudo = task.pseudo_data.global_batch_size or human
-    return f'{human} + {pseudo}'
-  return str(human)
+    return human, task.pseudo_data.global_batch_size or human
+  return human, 0
+
+
+def _batch(task) -> str:
+  human, pseudo = _batches(task)
+  return f'{human} + {pseudo}' if pseudo else str(human)
 
 
 def describe(names: Sequence[str]) -> List[Dict[str, Any]]:
@@ -144,16 +150,94 @@ def table(rows: Sequence[Dict[str, Any]]) -> str:
 
 
 # ----------------------------------------------------------------------------------------
+# Capacity plan.
+
+# Dense bfloat16 peak per chip, from the vendors' data sheets (assumptions, not measured).
+ACCELERATORS = {
+    'TPU v3-32 (16 chips x 123 TFLOPS)': (16, 123e12),
+    'TPU v4-32 (16 chips x 275 TFLOPS)': (16, 275e12),
+    '8 x A100 (312 TFLOPS)': (8, 312e12),
+}
+# Segmentation pseudo labels average the export's six scales (0.5-1.75) and their flips.
+SEGMENTATION_VIEWS = 2 * sum(s * s for s in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75))
+# The paper's runs: (name, teacher, student, unlabeled images, label views per image).
+PAPER_RUNS = (
+    ('COCO + ImageNet (Tables 2-4, 7, 10), B7 Augment-S4', 'retinanet_efficientnetb7_fpn_coco_s4',
+     'retinanet_efficientnetb7_fpn_coco_s4_student', 1_281_167, 1.0),
+    ('COCO + Open Images (Table 5), SpineNet-190', 'retinanet_spinenet190_coco',
+     'retinanet_spinenet190_coco_student', 1_700_000, 1.0),
+    ('PASCAL + aug set (Table 6), NAS-FPN B7', 'seg_nasfpn_efficientnetb7_pascal',
+     'seg_nasfpn_efficientnetb7_pascal_student', 10_582, SEGMENTATION_VIEWS),
+    ('PASCAL + aug set (Table 6), NAS-FPN L2', 'seg_nasfpn_efficientnetl2_pascal',
+     'seg_nasfpn_efficientnetl2_pascal_student', 10_582, SEGMENTATION_VIEWS),
+)
+
+
+def capacity_plan(rows: Sequence[Dict[str, Any]], utilization: float = 0.3) -> str:
+  """Markdown: images/s per chip and wall-clock per stage of the paper's runs, from the
+  measured multiply-adds, at `utilization` of the chips' peak.
+
+  A training image costs 3 forward passes (forward, and backward at twice the forward),
+  a multiply-add 2 FLOPs; a pseudo label one forward pass per view.
+  """
+  by_name = {r['experiment']: r for r in rows}
+  lines = [f'Assumed utilization: {utilization:.0%} of dense bf16 peak; a training image = '
+           '3 forward passes, a pseudo label = 1 forward pass per view '
+           f'(segmentation: 6 scales x flip = {SEGMENTATION_VIEWS:.1f} image-equivalents).', '',
+           '| run | stage | images | per chip img/s: ' +
+           ' | '.join(a.split(' (')[0] for a in ACCELERATORS) + ' | wall-clock: ' +
+           ' | '.join(a.split(' (')[0] for a in ACCELERATORS) + ' |',
+           '|---|---|---|' + '---|' * (2 * len(ACCELERATORS))]
+  for name, teacher, student, unlabeled, views in PAPER_RUNS:
+    if teacher not in by_name or student not in by_name:
+      continue
+    t, st = by_name[teacher], by_name[student]
+    stages = (
+        ('teacher', t['train_steps'] * _images_per_step(t), 6 * t['multiply_adds']),
+        ('pseudo labels', unlabeled, 2 * t['multiply_adds'] * views),
+        ('student', st['train_steps'] * _images_per_step(st), 6 * st['multiply_adds']),
+    )
+    for stage, images, flops_per_image in stages:
+      rates, walls = [], []
+      for chips, peak in ACCELERATORS.values():
+        per_chip = peak * utilization / flops_per_image
+        rates.append(f'{per_chip:,.0f}')
+        walls.append(_duration(images / (per_chip * chips)))
+      count = f'{images / 1e6:,.1f}M' if images >= 1e6 else f'{images / 1e3:,.1f}k'
+      lines.append(f'| {name} | {stage} | {count} | ' + ' | '.join(rates) + ' | ' +
+                   ' | '.join(walls) + ' |')
+  return '\n'.join(lines)
+
+
+def _images_per_step(row: Dict[str, Any]) -> int:
+  return sum(int(part) for part in row['batch'].split('+'))
+
+
+def _duration(seconds: float) -> str:
+  if seconds < 60:
+    return f'{seconds:.0f} s'
+  if seconds < 3600:
+    return f'{seconds / 60:.0f} min'
+  if seconds < 48 * 3600:
+    return f'{seconds / 3600:.1f} h'
+  return f'{seconds / 86400:.1f} d'
+
+
+# ----------------------------------------------------------------------------------------
 # Dry run.
+
+
+def _check_image_size(params, image_size: int) -> None:
+  level = 2 ** params.task.model.max_level
+  if image_size <= 0 or image_size % level:
+    raise DryRunError(f'--image_size must be a multiple of {level} (2^max_level of the '
+                      f'model), got {image_size}')
 
 
 def dryrun_override(params, image_size: int, batch_size: int, data_dir: str) -> str:
   """The override that points a full-scale experiment at embedded data, small and float32."""
   segmentation = hasattr(params.task.train_data, 'output_size')
-  level = 2 ** params.task.model.max_level
-  if image_size % level:
-    raise DryRunError(f'--image_size must be a multiple of {level} (2^max_level) for '
-                      f'{params.task.model.max_level} levels, got {image_size}')
+  _check_image_size(params, image_size)
   human, pseudo = (('voc_train', 'voc_aug') if segmentation else ('train', 'train'))
   parts = [f'task.model.input_size=[{image_size},{image_size},3]',
            'runtime.mixed_precision_dtype=float32', 'task.init_checkpoint=""',
@@ -179,11 +263,12 @@ def dryrun(name: str, image_size: int = 256, batch_size: int = 2,
   if name not in full_scale_experiments():
     raise DryRunError(f'unknown full-scale experiment {name!r}; ours: '
                       f'{", ".join(full_scale_experiments())}')
+  full = trainer.build_params(name)
+  _check_image_size(full, image_size)
   try:
     data_dir = emoji_scenes.resolve_data_dir(data_dir)
   except ValueError as e:
     raise DryRunError(str(e)) from None
-  full = trainer.build_params(name)
   params = trainer.build_params(
       name, params_override=dryrun_override(full, image_size, batch_size, data_dir))
   start = time.time()
@@ -215,6 +300,10 @@ FLAGS = flags.FLAGS
 def define_flags():
   flags.DEFINE_list('experiments', ['*'], 'describe: experiment names or globs.')
   flags.DEFINE_string('json', None, 'describe: also write the rows as JSON here.')
+  flags.DEFINE_string('from_json', None, 'describe: print the tables from a JSON written by '
+                      '--json instead of building the models.')
+  flags.DEFINE_float('utilization', 0.3, 'describe: assumed fraction of peak FLOPs for the '
+                     'capacity plan.')
   flags.DEFINE_integer('image_size', 256, 'dryrun: image side (a multiple of 2^max_level).')
   flags.DEFINE_integer('batch_size', 2, 'dryrun: images per half-batch.')
   flags.DEFINE_string('data_dir', None, 'dryrun: embedded data (default: the cached set).')
@@ -239,8 +328,13 @@ def main_describe(args):
     print(f'error: no full-scale experiment matches {",".join(FLAGS.experiments)}; ours: '
           f'{", ".join(full_scale_experiments())}', file=sys.stderr)
     sys.exit(2)
-  rows = describe(names)
+  if FLAGS.from_json:
+    rows = [r for r in read_json(FLAGS.from_json) if r['experiment'] in names]
+  else:
+    rows = describe(names)
   print(table(rows))
+  print()
+  print(capacity_plan(rows, FLAGS.utilization))
   if FLAGS.json:
     write_json(FLAGS.json, rows)
 

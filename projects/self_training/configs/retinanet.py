@@ -243,7 +243,10 @@ def spinenet(model_id, train_steps):
           model_id=model_id, stochastic_depth_drop_rate=0.2, min_level=3, max_level=7)),
       train_steps, input_size=1280, batch=128,  # the learning rate scales with the batch: 0.16
       decoder=decoders.Decoder(type='identity'))
-  config.task.model.head.num_filters = 256
+  # Model Garden's SpineNet recipes (coco_spinenet*_tpu.yaml): a 7-conv, 512-filter head for
+  # SpineNet-190 (163.6M parameters with it, the paper's "164M"), 4 x 256 for SpineNet-143.
+  config.task.model.head.num_convs, config.task.model.head.num_filters = (
+      (7, 512) if model_id == '190' else (4, 256))
   config.task.model.detection_generator = rn_cfg.DetectionGenerator(
       nms_version='v1', soft_nms_sigma=0.3, pre_nms_score_threshold=0.05)
   # The authors' SpineNet configs: scale jitter (0.1, 1.9) at 1280 px.
