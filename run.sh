@@ -32,6 +32,7 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
   bench_seg_margin  segmentation student vs control and train+aug over several seeds
   study         pre-training vs self-training: the paper's Tables 2,3,4,7,10 and App. B at small scale
   compare       metrics JSON of runs side by side, with the paper's and Model Garden's numbers
+  report        pseudo-label quality report (PSEUDO_DIR [--reference RECORDS]): figures, warnings
   describe      build every full-scale recipe on CPU: parameters, FLOPs, input size, batch, steps
   dryrun        one training step of a full-scale recipe (EXPERIMENT) on embedded data, small
   --help        this list
@@ -85,6 +86,7 @@ case "$cmd" in
   bench_seg_margin) exec "$PY" bench/seg_margin.py "$@" ;;
   study)    exec "$PY" -m projects.self_training.study "$@" ;;
   compare)  exec "$PY" -m projects.self_training.compare "$@" ;;
+  report)   exec "$PY" -m projects.self_training.pseudo_label.report "$@" ;;
   describe) exec "$PY" -m projects.self_training.full_scale describe "$@" ;;
   dryrun)   exec "$PY" -m projects.self_training.full_scale dryrun "$@" ;;
   *) echo "run.sh: unknown subcommand '$cmd' (see ./run.sh --help)" >&2; exit 2 ;;

@@ -25,6 +25,7 @@ on 2 CPU cores), `--cells` selects cells by id glob ('table2.*', 'appendix_b.*')
 
 import dataclasses
 import fnmatch
+import glob
 import os
 import sys
 import time
@@ -520,6 +521,31 @@ def figure1(records: Dict[str, Dict[str, Any]], path: str) -> Optional[str]:
   return path
 
 
+def pseudo_label_section(study_dir: str) -> List[str]:
+  """What each teacher's pseudo labels on `iconic` held, with the collapse warnings of
+  `./run.sh report`: a self-training cell is only as good as what its students read.
+  (Iconic images hold one object each, of a wider class set than COCO's, so their
+  count is not compared with the scenes' human labels.)"""
+  from projects.self_training.pseudo_label import report  # pylint: disable=g-import-not-at-top
+  summaries = sorted(glob.glob(os.path.join(study_dir, 'groups', '*', 'pseudo', 'summary.json')))
+  if not summaries:
+    return []
+  lines = ['### Pseudo labels the students read (`iconic`, threshold '
+           f'{trainer.read_json(summaries[0])["threshold"]})', '',
+           '| teachers\' group | images | boxes | boxes / image | images with no box | warning |',
+           '|---|---|---|---|---|---|']
+  for path in summaries:
+    summary = trainer.read_json(path)
+    counts = {k: v for k, v in summary['boxes_per_class'].items()}
+    warnings = report.warnings_for(summary, counts, None, {})
+    lines.append(
+        f'| {path.split(os.sep)[-3]} | {summary["num_images"]} | {summary["num_boxes"]} | '
+        f'{summary["boxes_per_image"]:.3f} | '
+        f'{100 * summary["num_empty_images"] / max(summary["num_images"], 1):.1f}% | '
+        f'{"; ".join(warnings) or "—"} |')
+  return lines + ['']
+
+
 def write_report(study_dir: str) -> str:
   """`report.md` (and `figure1.png`) from every finished cell of the study directory."""
   identity = trainer.read_json(os.path.join(study_dir, STUDY_FILE))
@@ -553,6 +579,7 @@ def write_report(study_dir: str) -> str:
       'resumed after a kill counts its last run only; pre-training not included).' +
       (f' Pre-training: {"; ".join(pretrain)}.' if pretrain else ''), '']
   lines += report_tables(records)
+  lines += pseudo_label_section(study_dir)
   if plot:
     lines += [f'![Figure 1]({os.path.basename(plot)})', '']
   path = os.path.join(study_dir, REPORT)
