@@ -35,3 +35,24 @@ def iconic_data(tmp_path_factory):
                           num_workers=1)
   assert len(tf.io.gfile.glob(os.path.join(out, 'iconic-*-of-00003.tfrecord'))) == 3
   return out
+
+
+# The longest tests (about 1-6 minutes each here) start first, so that with `-n 2` neither
+# worker is left running one of them alone at the end.
+SLOW_FIRST = ('test_study.py::test_study_runs_a_tiny_grid',
+              'test_student.py::test_whole_pipeline_end_to_end',
+              'test_segmentation.py::test_segmentation_pipeline_end_to_end',
+              'test_teacher.py::test_train_cli_modes',
+              'test_experiments.py::test_dryrun_steps_a_full_scale_recipe',
+              'test_teacher.py::test_train_to_plateau_then_resume',
+              'test_joint.py::test_joint_trains_evaluates',
+              'test_pseudo_label.py::test_beam_pipeline_equals')
+
+
+def pytest_collection_modifyitems(items):
+  def rank(item):
+    for k, prefix in enumerate(SLOW_FIRST):
+      if prefix in item.nodeid:
+        return k
+    return len(SLOW_FIRST)
+  items.sort(key=rank)  # stable: the rest keep their order

@@ -2,6 +2,7 @@
 batches, teacher initialization, EMA state in checkpoints, and the whole pipeline at tiny
 size."""
 
+import collections
 import json
 import os
 import subprocess
@@ -130,7 +131,7 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   cmd = [sys.executable, '-m', 'projects.self_training.main', f'--data_dir={tiny_data}',
          f'--runs_dir={runs}', f'--params_override={TINY}', f'--student_override={TINY}',
-         '--student_steps=6', '--threshold=0.0']
+         '--student_steps=6', '--threshold=0.0', '--rounds=2']
   proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   for row in ('| teacher |', '| supervised control (same steps) |',
@@ -146,11 +147,26 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   teacher = json.loads((runs / 'teacher' / 'teacher_metrics.json').read_text())
   assert set(teacher['val']) >= {'AP', 'AP50', 'AP75'}
   assert teacher['stopped'] in ('plateau', 'train_steps')
+  # Round 2: the round-1 student labels the pool into its own versioned directory.
+  assert [r['round'] for r in results['rounds']] == [1, 2]
+  assert (runs / 'pseudo' / 'summary.json').exists()
+  round2 = runs / 'round_2'
+  assert sorted(p.name for p in round2.iterdir()) == ['export', 'pseudo', 'student']
+  assert json.loads((round2 / 'pseudo' / 'summary.json').read_text())['saved_model'] == str(
+      round2 / 'export' / 'saved_model')
+  assert results['rounds'][1]['student']['steps'] == 6
+  assert '| 2 | round-1 student |' in proc.stdout
+  # Every student eval drew its human and pseudo inputs for TensorBoard.
+  tags = collections.Counter()
+  for event_file in (runs / 'student' / 'train').glob('events.out.tfevents.*'):
+    for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+      tags.update(v.tag for v in event.summary.value if v.tag.startswith('inputs/'))
+  assert tags['inputs/human'] >= 1 and tags['inputs/human'] == tags['inputs/pseudo'], tags
 
-  # A re-run skips every complete stage.
+  # A re-run skips every complete stage, round 2's too.
   again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
   assert again.returncode == 0, again.stderr[-3000:]
-  assert again.stdout.count(', skipped') == 5
+  assert again.stdout.count(', skipped') == 5 + 3
 
   # Other settings on top of complete stages: a one-line error, nothing silently reused.
   other = subprocess.run(cmd + ['--threshold=0.3'], capture_output=True, text=True, env=env,

@@ -258,8 +258,13 @@ def dryrun_override(params, image_size: int, batch_size: int, data_dir: str) -> 
 
 
 def dryrun(name: str, image_size: int = 256, batch_size: int = 2,
-           data_dir: Optional[str] = None) -> Dict[str, Any]:
-  """One training step of `name` on embedded data; returns its loss and timings."""
+           data_dir: Optional[str] = None, eager: bool = False) -> Dict[str, Any]:
+  """One training step of `name` on embedded data; returns its loss and timings.
+
+  `eager` runs the step op by op instead of as a traced `tf.function` (the input pipeline
+  stays a graph): the same Python, without the minutes of graph building a large model
+  takes on CPU, and without checking that the step traces.
+  """
   if name not in full_scale_experiments():
     raise DryRunError(f'unknown full-scale experiment {name!r}; ours: '
                       f'{", ".join(full_scale_experiments())}')
@@ -278,7 +283,9 @@ def dryrun(name: str, image_size: int = 256, batch_size: int = 2,
   metrics = task.build_metrics(training=True)
   inputs = next(iter(task.build_inputs(params.task.train_data)))
   built = time.time() - start
-  step = tf.function(lambda x: task.train_step(x, model, optimizer, metrics))
+  step = lambda x: task.train_step(x, model, optimizer, metrics)
+  if not eager:
+    step = tf.function(step)
   start = time.time()
   logs = step(inputs)
   loss = float(logs[task.loss])
@@ -287,7 +294,7 @@ def dryrun(name: str, image_size: int = 256, batch_size: int = 2,
     raise DryRunError(f'{name}: loss is {loss} after one step')
   return {'experiment': name, 'loss': loss, 'image_size': image_size, 'batch_size': batch_size,
           'params': model.count_params(), 'build_seconds': round(built, 1),
-          'step_seconds': round(seconds, 1), 'full_input_size': list(full.task.model.input_size),
+          'step_seconds': round(seconds, 1), 'eager': eager, 'full_input_size': list(full.task.model.input_size),
           'full_batch': _batch(full.task), 'full_train_steps': full.trainer.train_steps}
 
 
@@ -307,6 +314,8 @@ def define_flags():
   flags.DEFINE_integer('image_size', 256, 'dryrun: image side (a multiple of 2^max_level).')
   flags.DEFINE_integer('batch_size', 2, 'dryrun: images per half-batch.')
   flags.DEFINE_string('data_dir', None, 'dryrun: embedded data (default: the cached set).')
+  flags.DEFINE_bool('eager', False, 'dryrun: run the step eagerly (faster on CPU for large '
+                    'models; does not check that the step traces).')
 
 
 def main(argv):
@@ -344,11 +353,12 @@ def main_dryrun(args):
     raise app.UsageError('usage: dryrun EXPERIMENT [--image_size=256] [--batch_size=2]')
   trainer.quiet_logs()
   try:
-    out = dryrun(args[0], FLAGS.image_size, FLAGS.batch_size, FLAGS.data_dir)
+    out = dryrun(args[0], FLAGS.image_size, FLAGS.batch_size, FLAGS.data_dir, FLAGS.eager)
   except (DryRunError, trainer.ConfigError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
-  print(f'dryrun {out["experiment"]}: one step at {out["image_size"]} px, batch '
+  print(f'dryrun {out["experiment"]}: one {"eager" if out["eager"] else "traced"} step at '
+        f'{out["image_size"]} px, batch '
         f'{out["batch_size"]}: loss {out["loss"]:.4f} (finite); {out["params"] / 1e6:.1f}M '
         f'parameters; built in {out["build_seconds"]} s, stepped in {out["step_seconds"]} s. '
         f'Full scale: {out["full_input_size"][0]} px, batch {out["full_batch"]}, '

@@ -44,6 +44,8 @@ flags.DEFINE_float('ignore_threshold', _DEFAULTS.ignore_threshold,
                    'Pseudo boxes scored in [this, --threshold) become ignore regions.')
 flags.DEFINE_bool('label_iconic', False, 'Also pseudo-label the `iconic` pool.')
 flags.DEFINE_integer('seed', 0, 'Seed for control and student data order and augmentation.')
+flags.DEFINE_integer('rounds', 1, 'Rounds of self-training: the student of round k labels the '
+                     'pool for round k + 1 (written under --runs_dir/round_k/).')
 
 
 def settings(data_dir: str) -> pipeline.Settings:
@@ -71,7 +73,14 @@ def main(argv):
   try:
     data_dir = emoji_scenes.resolve_data_dir(FLAGS.data_dir)
     s = settings(data_dir)
-    results = pipeline.run(s, FLAGS.stages, progress=lambda line: print(line, flush=True))
+    if FLAGS.rounds < 1:
+      raise trainer.ConfigError(f'--rounds must be >= 1, got {FLAGS.rounds}')
+    if FLAGS.rounds > 1 and 'student' not in FLAGS.stages:
+      raise trainer.ConfigError('--rounds > 1 needs the student stage')
+    progress = lambda line: print(line, flush=True)
+    results = pipeline.run(s, FLAGS.stages, progress=progress)
+    if FLAGS.rounds > 1:
+      results['rounds'] = pipeline.rounds(s, results, FLAGS.rounds, progress)
   except (trainer.ConfigError, ValueError) as e:
     print(f'error: {str(e).strip().splitlines()[0]}', file=sys.stderr)
     sys.exit(2)
@@ -88,6 +97,9 @@ def main(argv):
       print(f'{key.capitalize()} held-out AP by step: {curve}')
   print()
   print('\n'.join(pipeline.table(results)))
+  if 'rounds' in results:
+    print('\nRounds of self-training (pseudo labels scored on holdout at the threshold):')
+    print('\n'.join(pipeline.rounds_table(results['rounds'])))
   if 'student' in results and 'control' in results:
     margin = results['student']['val']['AP'] - results['control']['val']['AP']
     print(f'\nStudent - control: {100 * margin:+.1f} AP on val.')

@@ -320,6 +320,50 @@ def run(s: Settings, stages: Sequence[str] = STAGES,
   return out
 
 
+def round_settings(s: Settings, k: int) -> Settings:
+  """Round `k` >= 2 of multi-round self-training writes under `runs_dir/round_k/`: its
+  export, pseudo labels and student (round 1 is the pipeline's own directories)."""
+  return dataclasses.replace(s, runs_dir=os.path.join(s.runs_dir, f'round_{k}'))
+
+
+def rounds(s: Settings, first: Dict[str, Any], num_rounds: int,
+           progress: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+  """Multi-round self-training: the student of round k is the teacher of round k + 1.
+
+  `first` is `run`'s output (round 1). Each later round exports the previous student,
+  pseudo-labels the same pool into its own `round_k/pseudo/` (nothing is overwritten),
+  scores those labels on `holdout`, and trains a new student from the previous one. Every
+  stage is skipped when complete, so a re-run resumes. Returns one entry per round.
+  """
+  out = [{'round': 1, 'teacher': 'teacher', 'pseudo': first['pseudo'],
+          'pseudo_quality': first['pseudo_quality'], 'student': first['student']}]
+  for k in range(2, num_rounds + 1):
+    sk = round_settings(s, k)
+    previous = out[-1]['student']
+    progress(f'round {k}: the round-{k - 1} student is the teacher; {sk.runs_dir}')
+    saved_model = export(sk, previous, progress)
+    pseudo = pseudo_label(sk, saved_model, progress)
+    quality = pseudo_quality(sk, saved_model)
+    out.append({'round': k, 'teacher': f'round-{k - 1} student', 'pseudo': pseudo,
+                'pseudo_quality': quality,
+                'student': student(sk, previous['checkpoint'], progress)})
+  return out
+
+
+def rounds_table(per_round: Sequence[Dict[str, Any]], split: str = 'val') -> List[str]:
+  """Markdown: one row per round, the pseudo labels' headline numbers beside the AP."""
+  rows = ['| round | teacher | pseudo boxes / image | holdout precision | holdout recall | '
+          f'student AP ({split}) | AP50 | AP75 |', '|---|---|---|---|---|---|---|---|']
+  for r in per_round:
+    q = r['pseudo_quality']['at_threshold']
+    precision = '—' if q['precision'] is None else f'{100 * q["precision"]:.0f}%'
+    m = r['student'][split]
+    rows.append(f'| {r["round"]} | {r["teacher"]} | {r["pseudo"]["boxes_per_image"]:.2f} | '
+                f'{precision} | {100 * q["recall"]:.0f}% | {100 * m["AP"]:.1f} | '
+                f'{100 * m["AP50"]:.1f} | {100 * m["AP75"]:.1f} |')
+  return rows
+
+
 def student(s: Settings, init_checkpoint: Optional[str],
             progress: Callable[[str], None] = print) -> Dict[str, Any]:
   """Trains the student on human + `pseudo` batches from `init_checkpoint` (the teacher's)."""

@@ -281,6 +281,8 @@ def train_to_plateau(params, model_dir: str, plateau: Plateau = Plateau(),
                **{k: max(logs[k], 0.0) for k in METRIC_KEYS if k in logs}}
       history.append(entry)
       step = target
+      if student.has_pseudo_data(params.task):
+        _draw_inputs(params, model_dir, step, len(history) - 1, progress)
       name = {'mean_iou': 'mIoU', 'accuracy': 'top-1'}.get(plateau.metric, plateau.metric)
       progress(f'step {step:>6d}/{total}  held-out {name} '
                f'{entry.get(plateau.metric, float("nan")):.4f}'
@@ -295,6 +297,15 @@ def train_to_plateau(params, model_dir: str, plateau: Plateau = Plateau(),
   return {'history': history, 'stopped': state['stopped'], 'best': best,
           'train_seconds': train_seconds,
           'best_checkpoint': tf.train.latest_checkpoint(os.path.join(model_dir, BEST_SUBDIR))}
+
+
+def _draw_inputs(params, model_dir: str, step: int, index: int, progress) -> None:
+  """A student's human and pseudo inputs, drawn, in TensorBoard; never stops training."""
+  from projects.self_training import input_images  # pylint: disable=g-import-not-at-top
+  try:
+    input_images.write(params, model_dir, step, index)
+  except (ValueError, OSError, tf.errors.OpError) as e:
+    progress(f'  (input images not drawn: {_one_line(e)})')
 
 
 def evaluate_checkpoint(params, checkpoint: str, input_path: str,
