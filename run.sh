@@ -34,7 +34,7 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
   compare       metrics JSON of runs side by side, with the paper's and Model Garden's numbers
   report        pseudo-label quality report (PSEUDO_DIR [--reference RECORDS]): figures, warnings
   describe      build every full-scale recipe on CPU: parameters, FLOPs, input size, batch, steps
-  dryrun        one training step of a full-scale recipe (EXPERIMENT) on embedded data, small
+  dryrun        one training step of a full-scale recipe (EXPERIMENT, a glob or all) on embedded data
   --help        this list
 EOF
 }

@@ -350,19 +350,27 @@ def main_describe(args):
 
 def main_dryrun(args):
   if len(args) != 1:
-    raise app.UsageError('usage: dryrun EXPERIMENT [--image_size=256] [--batch_size=2]')
+    raise app.UsageError('usage: dryrun EXPERIMENT|GLOB|all [--image_size=256] [--batch_size=2]')
   trainer.quiet_logs()
-  try:
-    out = dryrun(args[0], FLAGS.image_size, FLAGS.batch_size, FLAGS.data_dir, FLAGS.eager)
-  except (DryRunError, trainer.ConfigError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-  print(f'dryrun {out["experiment"]}: one {"eager" if out["eager"] else "traced"} step at '
-        f'{out["image_size"]} px, batch '
-        f'{out["batch_size"]}: loss {out["loss"]:.4f} (finite); {out["params"] / 1e6:.1f}M '
-        f'parameters; built in {out["build_seconds"]} s, stepped in {out["step_seconds"]} s. '
-        f'Full scale: {out["full_input_size"][0]} px, batch {out["full_batch"]}, '
-        f'{out["full_train_steps"]:,} steps.')
+  pattern = '*' if args[0] == 'all' else args[0]
+  names = [n for n in full_scale_experiments() if fnmatch.fnmatchcase(n, pattern)] or [args[0]]
+  rows = []
+  for name in names:
+    tf_keras.backend.clear_session()
+    try:
+      out = dryrun(name, FLAGS.image_size, FLAGS.batch_size, FLAGS.data_dir, FLAGS.eager)
+    except (DryRunError, trainer.ConfigError) as e:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(2)
+    rows.append(out)
+    print(f'dryrun {out["experiment"]}: one {"eager" if out["eager"] else "traced"} step at '
+          f'{out["image_size"]} px, batch '
+          f'{out["batch_size"]}: loss {out["loss"]:.4f} (finite); {out["params"] / 1e6:.1f}M '
+          f'parameters; built in {out["build_seconds"]} s, stepped in {out["step_seconds"]} s. '
+          f'Full scale: {out["full_input_size"][0]} px, batch {out["full_batch"]}, '
+          f'{out["full_train_steps"]:,} steps.', flush=True)
+  if len(rows) > 1:
+    print(f'\n{len(rows)} recipes built and stepped, every loss finite.')
 
 
 if __name__ == '__main__':
