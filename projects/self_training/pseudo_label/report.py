@@ -20,6 +20,7 @@ For the output of `./run.sh pseudo_label` (detection or segmentation alike), wri
 """
 
 import collections
+import contextlib
 import io
 import os
 import random
@@ -183,7 +184,7 @@ def coco_ap(pseudo: Dict, human: Dict, categories: Sequence[Dict]) -> Dict[str, 
     return {'AP': 0.0, 'AP50': 0.0, 'AP75': 0.0}
   gt = COCO()
   gt.dataset = dict(human, categories=list(categories))
-  with _quiet():
+  with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its tables
     gt.createIndex()
     dt = gt.loadRes([dict(a) for a in pseudo['annotations']])
     ev = COCOeval(gt, dt, 'bbox')
@@ -192,17 +193,6 @@ def coco_ap(pseudo: Dict, human: Dict, categories: Sequence[Dict]) -> Dict[str, 
     ev.accumulate()
     ev.summarize()
   return {'AP': float(ev.stats[0]), 'AP50': float(ev.stats[1]), 'AP75': float(ev.stats[2])}
-
-
-class _quiet:
-  """Silences pycocotools' prints."""
-
-  def __enter__(self):
-    self._stdout = sys.stdout
-    sys.stdout = io.StringIO()
-
-  def __exit__(self, *args):
-    sys.stdout = self._stdout
 
 
 def segmentation_scores(pseudo_records, human_records, num_classes: int,
@@ -242,6 +232,22 @@ def _plt():
   return plt
 
 
+def _axes_grid(plt, n: int, row_height: float, cols: int = 4):
+  """A figure with `n` panels in rows of `cols`, every axis off until used."""
+  rows = max(1, -(-n // cols))
+  fig, axes = plt.subplots(rows, cols, figsize=(10, row_height * rows), dpi=100, squeeze=False)
+  for ax in axes.ravel():
+    ax.axis('off')
+  return fig, axes.ravel()
+
+
+def _save(plt, fig, path: str) -> str:
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+  return path
+
+
 def plot_counts(pseudo_counts, human_counts, names, path, unit='boxes', top=25) -> str:
   plt = _plt()
   shares_p, shares_h = class_shares(pseudo_counts), class_shares(human_counts or {})
@@ -256,10 +262,7 @@ def plot_counts(pseudo_counts, human_counts, names, path, unit='boxes', top=25) 
                 fontsize=7)
   ax.set_ylabel(f'% of {unit}')
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
-  return path
+  return _save(plt, fig, path)
 
 
 def plot_scores(coco, names, path, top=12) -> str:
@@ -268,20 +271,13 @@ def plot_scores(coco, names, path, top=12) -> str:
   for a in coco['annotations']:
     by_class[a['category_id']].append(a['score'])
   classes = sorted(by_class, key=lambda c: -len(by_class[c]))[:top]
-  cols = 4
-  rows = max(1, -(-len(classes) // cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(10, 2.0 * rows), dpi=100, squeeze=False)
-  for ax in axes.ravel():
-    ax.axis('off')
-  for ax, c in zip(axes.ravel(), classes):
+  fig, axes = _axes_grid(plt, len(classes), 2.0)
+  for ax, c in zip(axes, classes):
     ax.axis('on')
     ax.hist(by_class[c], bins=20, range=(0, 1), color='tab:blue')
     ax.set_title(f'{names.get(c, c)} ({len(by_class[c])})', fontsize=8)
     ax.tick_params(labelsize=6)
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
-  return path
+  return _save(plt, fig, path)
 
 
 def plot_sweep(rows, threshold, path) -> str:
@@ -297,10 +293,7 @@ def plot_sweep(rows, threshold, path) -> str:
   ax.axvline(threshold, color='k', alpha=0.3)
   ax.set_xlabel('score threshold')
   ax.legend(loc='center left', fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
-  return path
+  return _save(plt, fig, path)
 
 
 _PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],
@@ -318,12 +311,8 @@ def plot_grid(records, coco, names, path, segmentation: bool, num: int = 16, see
   by_image = collections.defaultdict(list)
   for a in coco['annotations']:
     by_image[a['image_id']].append(a)
-  cols = 4
-  rows = max(1, -(-len(picked) // cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(10, 2.6 * rows), dpi=100, squeeze=False)
-  for ax in axes.ravel():
-    ax.axis('off')
-  for ax, r in zip(axes.ravel(), picked):
+  fig, axes = _axes_grid(plt, len(picked), 2.6)
+  for ax, r in zip(axes, picked):
     image = np.asarray(Image.open(io.BytesIO(r['encoded'])).convert('RGB'))
     if segmentation:
       mask = np.asarray(Image.open(io.BytesIO(r['mask'])))
@@ -345,10 +334,7 @@ def plot_grid(records, coco, names, path, segmentation: bool, num: int = 16, see
               color='black', fontsize=6, backgroundcolor='yellow')
     if not by_image.get(image_id):
       ax.set_title('(no pseudo box)', fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
-  return path
+  return _save(plt, fig, path)
 
 
 # ----------------------------------------------------------------------------------------
