@@ -536,8 +536,7 @@ def pseudo_label_section(study_dir: str) -> List[str]:
            '|---|---|---|---|---|---|']
   for path in summaries:
     summary = trainer.read_json(path)
-    counts = {k: v for k, v in summary['boxes_per_class'].items()}
-    warnings = report.warnings_for(summary, counts, None, {})
+    warnings = report.warnings_for(summary, summary['boxes_per_class'], None, {})
     lines.append(
         f'| {path.split(os.sep)[-3]} | {summary["num_images"]} | {summary["num_boxes"]} | '
         f'{summary["boxes_per_image"]:.3f} | '
