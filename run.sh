@@ -12,7 +12,7 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
 
   (none)        main job: embedded data (cached) -> teacher to its plateau -> export ->
                 pseudo labels -> supervised control and student; COCO AP table on val
-  test          run the test suite (pytest on 2 processes; extra ARGS go to pytest, e.g. -n 0)
+  test          run the test suite (pytest on 3 processes; extra ARGS go to pytest, e.g. -n 0)
   data          generate the embedded emoji-scenes data set (flags: --out_dir --seed ...)
   convert       convert real data to TFRecords (coco | images | voc; see --help of each)
   train         Model Garden-style training: --experiment --mode --model_dir [--gin_file ...]
@@ -68,7 +68,7 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
 case "$cmd" in
   main)     exec "$PY" -m projects.self_training.main "$@" ;;
-  test)     exec "$PY" -m pytest -q -n 2 "$@" ;;
+  test)     exec "$PY" -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder "$@" ;;
   data)     exec "$PY" -m projects.self_training.data.emoji_scenes "$@" ;;
   convert)  exec "$PY" -m projects.self_training.data.convert "$@" ;;
   train)    exec "$PY" -m projects.self_training.train "$@" ;;
