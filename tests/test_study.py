@@ -115,8 +115,8 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
   assert not any(line.strip().startswith('step') for line in lines), lines
 
   # The variants of the same group reuse its teacher and pseudo labels and train with
-  # their own settings (built here as full configs, not trained: the student step with
-  # these settings is tested in test_loss_normalization.py and test_student.py). A stage
+  # their own settings (built here as full configs, not trained: the standard loss is
+  # tested in test_loss_normalization.py, the student step in test_student.py). A stage
   # that fails leaves no cell JSON behind.
   def capture(params, model_dir, *args, **kwargs):
     raise _Captured(params, model_dir)
