@@ -177,8 +177,27 @@ def test_iconic_decodes_with_classification_decoder(tiny_dir):
     image = tf.io.decode_jpeg(d['image/encoded'])
     assert image.shape == (TINY['iconic_image_size'], TINY['iconic_image_size'], 3)
     labels.append(int(d['image/class/label']))
+    # Each also carries its object on another background, under Model Garden's image keys.
+    second = tf.train.Example.FromString(record).features.feature[
+        f'{emoji_scenes.ICONIC_SECOND_VIEW_PREFIX}/image/encoded'].bytes_list.value[0]
+    assert tf.io.decode_jpeg(second).shape == image.shape
+    assert not np.array_equal(tf.io.decode_jpeg(second), image)
   assert all(0 <= label < len(classes) for label in labels)
   assert len(set(labels)) == len(labels)
+
+
+def test_iconic_second_view_is_the_same_object_on_another_photo():
+  black, white = np.zeros((80, 80, 3), np.uint8), np.full((80, 80, 3), 255, np.uint8)
+  photos = [('black', black), ('white', white)]
+  emoji = categories.ICONIC_CLASSES[0].emoji
+  first, second = emoji_scenes.draw_iconic(np.random.default_rng(3), photos, 48, emoji)
+  # One view is on the black photo, the other on the white one (never the same photo
+  # twice): a pixel of alpha a differs by (1 - a) * 255 in every channel alike when the
+  # object over it is drawn the same in both. 255 on the background, less on the object.
+  difference = np.abs(first.astype(int) - second.astype(int))
+  assert np.array_equal(difference.min(axis=-1), difference.max(axis=-1))
+  assert all(difference[c].max() == 255 for c in [(0, 0), (0, -1), (-1, 0), (-1, -1)])
+  assert (difference.max(axis=-1) < 128).mean() > 0.05
 
 
 def test_voc_splits_decode_with_segmentation_decoder(tiny_dir):

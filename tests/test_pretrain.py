@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from official.core import task_factory
+from official.vision.ops import preprocess_ops
 
 from projects.self_training import pretrain
 from projects.self_training import trainer
@@ -45,7 +46,41 @@ def test_simclr_views_are_two_different_normalized_crops(iconic_data):
   views, _ = next(iter(task.build_inputs(params.task.train_data)))
   assert views.shape == (4, 2, 64, 64, 3)
   assert not np.allclose(views[:, 0], views[:, 1])
-  assert -5 < float(tf.reduce_mean(views)) < 5  # normalized, not 0..255
+  # Normalized as the classifier's inputs: not 0..255, and not squeezed into [0, 1] / 58.
+  assert -5 < float(tf.reduce_mean(views)) < 5
+  assert 0.2 < float(tf.math.reduce_std(views)) < 5
+
+
+def _first_iconic_example(data_dir):
+  record = next(iter(tf.data.TFRecordDataset(pretrain_cfg.iconic_pattern(data_dir, False)
+                                             .split(',')[0])))
+  feature = tf.train.Example.FromString(record.numpy()).features.feature
+  return [tf.io.decode_jpeg(feature[key].bytes_list.value[0]).numpy().astype(np.float32)
+          for key in ('image/encoded', 'second_view/image/encoded')]
+
+
+@pytest.mark.parametrize('second_view_key, sources', [
+    ('second_view/image/encoded', (0, 1)),  # the default: the object on two backgrounds
+    ('', (0, 0)),                           # SimCLR's own: two views of one image
+    ('not/in/the/data', (0, 0)),            # real data without second views falls back
+])
+def test_simclr_views_come_from_the_image_and_its_second_view(
+    second_view_key, sources, iconic_data):
+  # Whole-image crops and no color change, so each view is its source, maybe flipped.
+  override = (TINY_PRETRAIN + ',task.train_data.shuffle_buffer_size=1,'
+              'task.simclr.crop_area_range=[1.0,1.0],task.simclr.color_strength=0.0,'
+              f'task.simclr.grayscale_probability=0.0,task.simclr.second_view_key={second_view_key!r}')
+  params = pretrain.build_params('emoji_iconic_simclr', iconic_data, override)
+  data = params.task.train_data.replace(
+      input_path=pretrain_cfg.iconic_pattern(iconic_data, False).split(',')[0],
+      is_training=False, global_batch_size=1)
+  views, _ = next(iter(simclr.SimCLRTask(params.task).build_inputs(data)))
+  images = _first_iconic_example(iconic_data)
+  for view, source in zip(views[0].numpy(), sources):
+    unnormalized = view * np.array(preprocess_ops.STDDEV_RGB) + np.array(preprocess_ops.MEAN_RGB)
+    error = min(np.abs(unnormalized - candidate).max()
+                for candidate in (images[source], images[source][:, ::-1]))
+    assert error < 1.0, (second_view_key, source, error)
 
 
 def test_plus_is_longer_and_noisier():

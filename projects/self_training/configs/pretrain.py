@@ -24,6 +24,7 @@ from official.vision.configs import image_classification as ic_cfg
 
 from projects.self_training.configs import retinanet
 from projects.self_training.data import categories
+from projects.self_training.data import emoji_scenes
 
 ICONIC_IMAGE_SIZE = 64   # the generator's default `--iconic_image_size`
 PRETRAIN_STEPS = 1000
@@ -41,6 +42,10 @@ class SimCLR(hyperparams.Config):
   crop_area_range: List[float] = dataclasses.field(default_factory=lambda: [0.2, 1.0])
   color_strength: float = 0.5   # brightness/contrast/saturation 0.8 s, hue 0.2 s, p = 0.8
   grayscale_probability: float = 0.2
+  # The feature holding an example's second view: emoji_scenes writes each iconic object
+  # again on another photo, so the two views share the object and not the background.
+  # Examples without it (or '') get two views of the one image, as in SimCLR.
+  second_view_key: str = f'{emoji_scenes.ICONIC_SECOND_VIEW_PREFIX}/image/encoded'
 
 
 @dataclasses.dataclass

@@ -7,7 +7,8 @@ The splits play the paper's data roles (DESIGN.md, "The embedded default"):
 
   train, holdout, val   labeled detection scenes (COCO ids, boxes, instance masks, JSON)
   unlabeled_scenes      the same scenes without labels (Open Images' role)
-  iconic                one centered object from ~250 classes with a class label (ImageNet)
+  iconic                one centered object from ~250 classes with a class label (ImageNet),
+                        and the same object on another background (SimCLR's second view)
   voc_train, voc_val    VOC-label-space segmentation, clean masks with a 255 boundary band
   voc_aug               the same kind of scenes with noisy human-style masks (SBD-style aug)
 
@@ -49,6 +50,9 @@ DEFAULT_DATA_DIR = os.path.join(
 DETECTION_SPLITS = ('train', 'holdout', 'val')
 UNLABELED_SPLIT = 'unlabeled_scenes'
 ICONIC_SPLIT = 'iconic'
+# Iconic examples also carry their object on a second background, under Model Garden's
+# image feature keys with this prefix (`second_view/image/encoded`): SimCLR's views.
+ICONIC_SECOND_VIEW_PREFIX = 'second_view'
 VOC_SPLITS = ('voc_train', 'voc_aug', 'voc_val')
 SPLITS = DETECTION_SPLITS + (UNLABELED_SPLIT, ICONIC_SPLIT) + VOC_SPLITS
 
@@ -82,7 +86,7 @@ DEFAULTS = {
 }
 # Parameters that do not change the bytes written, so they do not invalidate a cache.
 _NON_DATA_PARAMS = ('num_workers',)
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: iconic examples carry a second view
 
 # Scene recipe.
 MAX_OBJECTS = 6
@@ -254,8 +258,15 @@ def load_backgrounds(paths: Sequence[str], max_short_side: int = 512
 # Drawing one image.
 
 
-def _random_background(rng: np.random.Generator, photos, size: int) -> np.ndarray:
-  photo = photos[rng.integers(len(photos))][1]
+def _random_background(rng: np.random.Generator, photos, size: int,
+                       exclude: Optional[int] = None) -> Tuple[np.ndarray, int]:
+  """A random square crop of a random photo (not photo `exclude` when there are others),
+  resized to `size`, maybe flipped; and the photo's index."""
+  if exclude is None or len(photos) < 2:
+    index = int(rng.integers(len(photos)))
+  else:
+    index = (exclude + 1 + int(rng.integers(len(photos) - 1))) % len(photos)
+  photo = photos[index][1]
   h, w = photo.shape[:2]
   crop = max(1, int(min(h, w) * rng.uniform(0.3, 1.0)))
   y = rng.integers(h - crop + 1)
@@ -263,7 +274,7 @@ def _random_background(rng: np.random.Generator, photos, size: int) -> np.ndarra
   image = Image.fromarray(photo[y:y + crop, x:x + crop]).resize((size, size), Image.BILINEAR)
   if rng.random() < 0.5:
     image = image.transpose(Image.FLIP_LEFT_RIGHT)
-  return np.asarray(image, np.float32)
+  return np.asarray(image, np.float32), index
 
 
 def _jitter_colors(rgba: np.ndarray, hue_shift: float, brightness: float) -> np.ndarray:
@@ -325,7 +336,7 @@ def draw_scene(rng: np.random.Generator, photos, size: int, emojis: Sequence[str
   Class indices refer to `emojis`. Objects are pasted in order (later ones in front);
   a mask is the object's alpha >= ALPHA_THRESHOLD minus the parts later objects hide.
   """
-  image = _random_background(rng, photos, size)
+  image = _random_background(rng, photos, size)[0]
   num_objects = int(rng.integers(1, max_objects + 1))
   placed = []  # (class index, rgba, y, x)
   full_masks = []
@@ -354,17 +365,30 @@ def draw_scene(rng: np.random.Generator, photos, size: int, emojis: Sequence[str
   return image, [placed[i][0] for i in kept], masks
 
 
-def draw_iconic(rng: np.random.Generator, photos, size: int, emoji: str) -> np.ndarray:
-  """Draws one roughly centered object filling most of the image."""
-  image = _random_background(rng, photos, size)
+def draw_iconic(rng: np.random.Generator, photos, size: int,
+                emoji: str) -> Tuple[np.ndarray, np.ndarray]:
+  """Draws one roughly centered object filling most of the image; returns the image and
+  a second view: the same object, drawn the same, composited on another photo's crop.
+
+  The second view is drawn after the first, so the first is what it would be without it.
+  It gives contrastive pre-training (SimCLR) views that share the object but not the
+  background: two crops of one image share its background, and a network can match them
+  by the background alone (measured: see README, "Pre-training on iconic").
+  """
+  background, photo = _random_background(rng, photos, size)
   rgba = _draw_object(rng, emoji, rng.uniform(0.5, 0.85) * size, 15.0)[:size, :size]
   h, w = rgba.shape[:2]
   jitter = 0.1 * size
   y = int(np.clip((size - h) / 2 + rng.uniform(-jitter, jitter), 0, size - h))
   x = int(np.clip((size - w) / 2 + rng.uniform(-jitter, jitter), 0, size - w))
   alpha = rgba[..., 3:].astype(np.float32) / 255.0
-  image[y:y + h, x:x + w] = image[y:y + h, x:x + w] * (1 - alpha) + rgba[..., :3] * alpha
-  return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+  def composite(image):
+    image[y:y + h, x:x + w] = image[y:y + h, x:x + w] * (1 - alpha) + rgba[..., :3] * alpha
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+  first = composite(background)
+  return first, composite(_random_background(rng, photos, size, exclude=photo)[0])
 
 
 def mask_bbox(mask: np.ndarray) -> Tuple[int, int, int, int]:
@@ -462,8 +486,10 @@ def make_example(split: str, index: int) -> Tuple[bytes, Dict[str, Any]]:
   if split == ICONIC_SPLIT:
     size = params['iconic_image_size']
     label = index % len(categories.ICONIC_CLASSES)
-    image = draw_iconic(rng, photos, size, categories.ICONIC_CLASSES[label].emoji)
+    image, second_view = draw_iconic(rng, photos, size, categories.ICONIC_CLASSES[label].emoji)
     builder.add_image_matrix_feature(image, 'JPEG', str(sid).encode(), label=label)
+    builder.add_image_matrix_feature(second_view, 'JPEG', str(sid).encode(),
+                                     feature_prefix=ICONIC_SECOND_VIEW_PREFIX)
     record['num_objects'] = 1
     return builder.example.SerializeToString(deterministic=True), record
 
@@ -685,6 +711,8 @@ def generate(out_dir: str, **overrides) -> Dict[str, Any]:
           'brightness_range': list(BRIGHTNESS_RANGE), 'alpha_threshold': ALPHA_THRESHOLD,
           'min_visible_fraction': MIN_VISIBLE_FRACTION,
           'occluded_objects': 'objects below min_visible_fraction are not drawn',
+          'iconic_second_view': f'{ICONIC_SECOND_VIEW_PREFIX}/image/encoded: the object on '
+                                'a crop of another photo',
           'voc_clean_ignore_band': '255 where a 3x3 neighborhood has two labels',
           'voc_aug_noise': {'unlabeled_prob': AUG_UNLABELED_PROB,
                             'max_boundary_pixels': AUG_MAX_BOUNDARY_PIXELS},

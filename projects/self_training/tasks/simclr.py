@@ -97,14 +97,21 @@ class SimCLRTask(image_classification.ImageClassificationTask):
     return model
 
   def _views(self, decoded, is_training: bool):
-    """Two independently augmented views of one image (SimCLR's crop, flip, color)."""
+    """Two independently augmented views (SimCLR's crop, flip, color): of the example's
+    image and its second view where it has one (`simclr.second_view_key`), else both of
+    the image, as in SimCLR."""
     del is_training  # held-out pairs are augmented the same way: the metric asks the same
     size = self.task_config.model.input_size[:2]
     s = self.task_config.simclr
-    image = tf.io.decode_image(decoded[classification_input.DEFAULT_IMAGE_FIELD_KEY],
-                               channels=3, expand_animations=False)
+    encoded = decoded[classification_input.DEFAULT_IMAGE_FIELD_KEY]
+    if s.second_view_key:
+      second = decoded[s.second_view_key]
+      second = tf.cond(tf.strings.length(second) > 0, lambda: second, lambda: encoded)
+    else:
+      second = encoded
 
-    def view():
+    def view(encoded):
+      image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
       x = preprocess_ops.random_crop_image(image, area_range=tuple(s.crop_area_range), seed=None)
       x = tf.image.resize(x, size)
       x = tf.image.random_flip_left_right(x)
@@ -119,15 +126,26 @@ class SimCLRTask(image_classification.ImageClassificationTask):
       x = tf.cond(tf.random.uniform([]) < 0.8, lambda: jitter(x), lambda: x)
       gray = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(x))
       x = tf.cond(tf.random.uniform([]) < s.grayscale_probability, lambda: gray, lambda: x)
-      x = preprocess_ops.normalize_image(x, offset=preprocess_ops.MEAN_RGB,
+      # As the classifier's and detector's inputs: (pixel - mean) / std in 0..255 units.
+      # (normalize_image scales an integer image to [0, 1] first, so cast before.)
+      x = preprocess_ops.normalize_image(tf.cast(x, tf.float32), offset=preprocess_ops.MEAN_RGB,
                                          scale=preprocess_ops.STDDEV_RGB)
       return tf.ensure_shape(x, size + [3])
 
     label = decoded[classification_input.DEFAULT_LABEL_FIELD_KEY]
-    return tf.stack([view(), view()]), label
+    return tf.stack([view(encoded), view(second)]), label
 
   def build_inputs(self, params, input_context: Optional[tf.distribute.InputContext] = None):
-    decoder = classification_input.Decoder()
+    keys = {
+        classification_input.DEFAULT_IMAGE_FIELD_KEY:
+            tf.io.FixedLenFeature((), tf.string, default_value=''),
+        classification_input.DEFAULT_LABEL_FIELD_KEY:
+            tf.io.FixedLenFeature((), tf.int64, default_value=-1),
+    }
+    if self.task_config.simclr.second_view_key:
+      keys[self.task_config.simclr.second_view_key] = tf.io.FixedLenFeature(
+          (), tf.string, default_value='')
+    decoder = classification_input.Decoder(keys_to_features=keys)
     reader = input_reader_factory.input_reader_generator(
         params, dataset_fn=dataset_fn.pick_dataset_fn(params.file_type),
         decoder_fn=decoder.decode,
