@@ -143,7 +143,8 @@ def test_describe_counts_the_papers_parameters_and_flops():
                                                              spine['multiply_adds'])
   assert (spine['batch'], student['batch']) == ('128', '128 + 128')
   assert (spine['input_size'], spine['train_steps']) == ('1280x1280', 472_000)
-  assert '| `retinanet_spinenet143_coco` | spinenet-143 | 1280x1280 | 128 |' in full_scale.table(rows)
+  assert ('| `retinanet_spinenet143_coco` | spinenet-143 | 1280x1280 | 128 |'
+          in full_scale.table(rows))
 
 
 def test_capacity_plan_arithmetic():

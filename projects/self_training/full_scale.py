@@ -294,7 +294,8 @@ def dryrun(name: str, image_size: int = 256, batch_size: int = 2,
     raise DryRunError(f'{name}: loss is {loss} after one step')
   return {'experiment': name, 'loss': loss, 'image_size': image_size, 'batch_size': batch_size,
           'params': model.count_params(), 'build_seconds': round(built, 1),
-          'step_seconds': round(seconds, 1), 'eager': eager, 'full_input_size': list(full.task.model.input_size),
+          'step_seconds': round(seconds, 1), 'eager': eager,
+          'full_input_size': list(full.task.model.input_size),
           'full_batch': _batch(full.task), 'full_train_steps': full.trainer.train_steps}
 
 

@@ -62,7 +62,8 @@ def settings(data_dir: str) -> seg.Settings:
       data_dir=data_dir, runs_dir=FLAGS.runs_dir, gin_files=FLAGS.gin_file,
       gin_params=FLAGS.gin_params, teacher_override=FLAGS.params_override,
       student_override=student_override, plateau_patience=FLAGS.plateau_patience,
-      holdout_size=FLAGS.holdout_size, student_steps=FLAGS.student_steps, threshold=FLAGS.threshold, scales=scales,
+      holdout_size=FLAGS.holdout_size, student_steps=FLAGS.student_steps,
+      threshold=FLAGS.threshold, scales=scales,
       flip=FLAGS.flip, seed=FLAGS.seed, force=FLAGS.force)
 
 

@@ -565,7 +565,8 @@ def write_report(study_dir: str) -> str:
   steps = identity['steps']
   lines = [
       '# Pre-training vs self-training: the study', '',
-      f'{len(records)} cells at size `{identity["size"]}` (teacher {steps["teacher"] or "to its plateau"} '
+      f'{len(records)} cells at size `{identity["size"]}` '
+      f'(teacher {steps["teacher"] or "to its plateau"} '
       f'steps, control and student {steps["finetune"]}), seed {identity["seed"]}, each '
       'trained once: COCO AP on `val` of the embedded emoji scenes. In parentheses: the gain '
       'or loss against the Rand Init supervised cell of the same column (Table 7: its Rand '

@@ -30,6 +30,7 @@ ICONIC_IMAGE_SIZE = 64   # the generator's default `--iconic_image_size`
 PRETRAIN_STEPS = 1000
 PRETRAIN_BATCH_SIZE = 64
 PLUS_STEPS_FACTOR = 3
+PLUS_DROPOUT = 0.2
 SIMCLR_STEPS = 1000
 SIMCLR_BATCH_SIZE = 128   # pairs per step: 2 x 128 views, 254 negatives per view
 
@@ -95,22 +96,21 @@ def emoji_iconic_classification() -> cfg.ExperimentConfig:
 
 @exp_factory.register_config_factory('emoji_iconic_classification_plus')
 def emoji_iconic_classification_plus() -> cfg.ExperimentConfig:
-  """The stronger checkpoint (ImageNet++ Init): 3x the steps, with RandAugment.
+  """The stronger checkpoint (ImageNet++ Init): 3x the steps, with dropout before the
+  classifier.
 
   The paper's ImageNet++ checkpoint is Noisy Student's (86.9% vs 84.5% top-1): more data
-  and noise. Here the pool is fixed, so "more" is a longer schedule with stronger noise.
+  and noise. Here the pool is fixed, so "more" is a longer schedule: the 1000-step recipe
+  is still under-fitting when it stops (36% training, 38% held-out top-1). The first
+  "plus" recipe added RandAugment (2 layers, magnitude 9, Model Garden's constants scaled
+  to 64 px) as Noisy Student's input noise: 3000 steps of it reached 11% training and
+  15.9% held-out top-1, far below the plain recipe, so the noise here is dropout only.
   """
   config = emoji_iconic_classification()
   steps = PRETRAIN_STEPS * PLUS_STEPS_FACTOR
   config.trainer = retinanet.embedded_trainer(steps, base_lr=0.2, warmup_steps=100,
                                               eval_every=250 * PLUS_STEPS_FACTOR)
-  # Model Garden's classification RandAugment constants are for 224 px; scale them to 64.
-  scale = ICONIC_IMAGE_SIZE / 224
-  ref = common.RandAugment()
-  config.task.train_data.aug_type = common.Augmentation(
-      type='randaug', randaug=common.RandAugment(
-          num_layers=2, magnitude=9, cutout_const=ref.cutout_const * scale,
-          translate_const=ref.translate_const * scale))
+  config.task.model.dropout_rate = PLUS_DROPOUT
   return config
 
 
