@@ -559,8 +559,9 @@ def write_report(study_dir: str) -> str:
     result = trainer.read_json(os.path.join(identity['pretrain_root'], 'pretrain', kind,
                                             'result.json'))
     if result and any(r['group']['init'] == kind for r in records.values()):
-      top1 = result.get('top1', result.get('contrastive_top1'))
-      pretrain.append(f'{kind} {100 * top1:.1f}% top-1 / linear probe '
+      top1 = (f'{100 * result["top1"]:.1f}% top-1' if 'top1' in result else
+              f'{100 * result["contrastive_top1"]:.1f}% contrastive top-1')
+      pretrain.append(f'{kind} {top1} / linear probe '
                       f'{100 * result["linear_probe_top1"]:.1f}% ({result["wall_seconds"]:.0f} s)')
   steps = identity['steps']
   lines = [
