@@ -56,7 +56,7 @@ def _first_iconic_example(data_dir):
                                              .split(',')[0])))
   feature = tf.train.Example.FromString(record.numpy()).features.feature
   return [tf.io.decode_jpeg(feature[key].bytes_list.value[0]).numpy().astype(np.float32)
-          for key in ('image/encoded', 'second_view/image/encoded')]
+          for key in ('image/encoded', pretrain_cfg.SimCLR().second_view_key)]
 
 
 @pytest.mark.parametrize('second_view_key, sources', [
