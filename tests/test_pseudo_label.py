@@ -99,16 +99,30 @@ def test_keep_applies_the_threshold_inclusively():
 
 
 def test_ignore_threshold_marks_uncertain_boxes():
-  out = {'detection_boxes': np.array([[[0, 0, .5, .5], [0, 0, .4, .4], [.1, .1, .3, .3]]]),
-         'detection_scores': np.array([[0.8, 0.3, 0.1]]),
-         'detection_classes': np.array([[3, 4, 5]]), 'num_detections': np.array([3])}
-  _, classes, scores = labeler.keep(out, 0, 0.5, ignore_threshold=0.2)
+  # Kept (0.8); uncertain and elsewhere (0.3): ignore; below the ignore threshold (0.1);
+  # uncertain on the kept object with another class (0.4, IoU 0.64): a duplicate, dropped.
+  out = {'detection_boxes': np.array([[[0, 0, .5, .5], [.6, .6, .9, .9], [.1, .1, .3, .3],
+                                       [0, 0, .4, .4]]]),
+         'detection_scores': np.array([[0.8, 0.3, 0.1, 0.4]]),
+         'detection_classes': np.array([[3, 4, 5, 6]]), 'num_detections': np.array([4])}
+  boxes, classes, scores = labeler.keep(out, 0, 0.5, ignore_threshold=0.2)
   assert classes.tolist() == [3, labeler.IGNORE_CLASS]
   np.testing.assert_allclose(scores, [0.8, 0.3], rtol=1e-6)
-  labeled = labeler.Labeled('1', b'', 10, 10, np.array([[0, 0, .5, .5], [0, 0, .4, .4]]),
-                            classes, scores)
+  np.testing.assert_allclose(boxes[1], [.6, .6, .9, .9], rtol=1e-6)
+  # Without a kept box to duplicate, the same uncertain box is an ignore region.
+  alone = dict(out, detection_scores=np.array([[0.45, 0.3, 0.1, 0.4]]))
+  _, classes, _ = labeler.keep(alone, 0, 0.5, ignore_threshold=0.2)
+  assert classes.tolist() == [labeler.IGNORE_CLASS] * 3
+  labeled = labeler.Labeled('1', b'', 10, 10, boxes, np.array([3, labeler.IGNORE_CLASS]),
+                            scores)
   _, anns = labeled.coco(1, 1)
   assert [a['category_id'] for a in anns] == [3]  # ignore boxes stay out of the COCO JSON
+
+
+def test_box_iou():
+  a = np.array([[0, 0, .5, .5], [0, 0, 1, 1]])
+  b = np.array([[0, 0, .4, .4], [.6, .6, .9, .9]])
+  np.testing.assert_allclose(labeler.box_iou(a, b), [[.64, 0], [.16, .09]], rtol=1e-6)
 
 
 def test_records_round_trip_through_model_gardens_decoder():

@@ -186,6 +186,15 @@ def test_forcing_a_stage_redoes_what_depends_on_it():
   assert forced('all') == list(pipeline.STAGES)
 
 
+def test_asking_for_a_stage_runs_what_it_reads():
+  s = pipeline.Settings(data_dir='', runs_dir='')
+  assert pipeline.with_prerequisites(s, ['control']) == ['teacher', 'control']
+  assert pipeline.with_prerequisites(s, ['student']) == ['teacher', 'export', 'pseudo',
+                                                         'student']
+  assert pipeline.with_prerequisites(s, ['teacher']) == ['teacher']
+  assert pipeline.with_prerequisites(s, ['all']) == list(pipeline.STAGES)
+
+
 def test_ignore_boxes_get_no_loss(tiny_data, tmp_path):
   """A pseudo box of class IGNORE_CLASS survives Model Garden's parser and is masked out."""
   raw = next(iter(tf.data.TFRecordDataset(

@@ -26,7 +26,8 @@ _DEFAULTS = pipeline.Settings(data_dir='', runs_dir='')
 flags.DEFINE_string('data_dir', None, 'An existing emoji-scenes set (default: generate or reuse '
                     'the cached default set).')
 flags.DEFINE_string('runs_dir', os.path.join(ROOT, 'runs'), 'Where every stage writes.')
-flags.DEFINE_list('stages', list(pipeline.STAGES), 'Stages to run, in order.')
+flags.DEFINE_list('stages', list(pipeline.STAGES), 'Stages to run, in order, with '
+                  'the stages they read.')
 flags.DEFINE_list('force', [], 'Stages to redo from scratch (or "all").')
 flags.DEFINE_string('experiment', _DEFAULTS.teacher_experiment, 'Teacher experiment.')
 flags.DEFINE_string('student_experiment', _DEFAULTS.student_experiment, 'Student experiment.')

@@ -294,10 +294,26 @@ def check_stages(s: Settings, stages: Sequence[str]) -> None:
     raise trainer.ConfigError(f'unknown stage {unknown[0]!r}; stages: {", ".join(known)}')
 
 
+def with_prerequisites(s: Settings, stages: Sequence[str]) -> List[str]:
+  """`stages` and every stage they read (`depends_on`), in pipeline order: asking for
+  `control` alone runs (or finds complete) the teacher too, never silently nothing; `all`
+  is every stage."""
+  wanted = set()
+  todo = list(s.depends_on) if 'all' in stages else list(stages)
+  while todo:
+    stage = todo.pop()
+    if stage not in wanted:
+      wanted.add(stage)
+      todo.extend(s.depends_on.get(stage, ()))
+  return [stage for stage in s.depends_on if stage in wanted]
+
+
 def run(s: Settings, stages: Sequence[str] = STAGES,
         progress: Callable[[str], None] = print) -> Dict[str, Any]:
-  """Runs `stages` in order (each skipped when complete); returns every stage's summary."""
+  """Runs `stages` and what they read, in order (each skipped when complete); returns every
+  stage's summary."""
   check_stages(s, stages)
+  stages = with_prerequisites(s, stages)
   out: Dict[str, Any] = {}
   out['teacher'] = teacher(s, progress)
   if 'export' not in stages:

@@ -26,7 +26,8 @@ flags.DEFINE_string('data_dir', None, 'An existing emoji-scenes set (default: ge
                     'the cached default set).')
 flags.DEFINE_string('runs_dir', os.path.join(student.EMBEDDED_RUNS_DIR, 'segmentation'),
                     'Where every stage writes.')
-flags.DEFINE_list('stages', list(seg.STAGES), 'Stages to run, in order.')
+flags.DEFINE_list('stages', list(seg.STAGES), 'Stages to run, in order, with '
+                  'the stages they read.')
 flags.DEFINE_list('force', [], 'Stages to redo from scratch (or "all").')
 flags.DEFINE_multi_string('gin_file', [], 'Gin files for every stage, e.g. gin/augment/s2.gin.')
 flags.DEFINE_multi_string('gin_params', [], 'Gin bindings.')

@@ -147,9 +147,11 @@ def pseudo_label(s: Settings, saved_model: str,
 
 def run(s: Settings, stages: Sequence[str] = STAGES,
         progress: Callable[[str], None] = print) -> Dict[str, Any]:
-  """Runs `stages` in order (each skipped when complete); returns every stage's summary."""
+  """Runs `stages` and what they read, in order (each skipped when complete); returns every
+  stage's summary."""
   from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
   pipeline.check_stages(s, stages)
+  stages = pipeline.with_prerequisites(s, stages)
   out: Dict[str, Any] = {'split': split(s, progress)}
   out['teacher'] = pipeline.teacher(s, progress)
   init = out['teacher']['checkpoint']

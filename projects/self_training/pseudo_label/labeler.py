@@ -16,7 +16,8 @@ written: they teach background.
 
 With `--ignore_threshold` below `--threshold`, boxes scored in between are written too,
 with class `IGNORE_CLASS` (-2): the student gives the anchors they match no loss at all,
-instead of teaching the teacher's uncertain objects as background. They are left out of
+instead of teaching the teacher's uncertain objects as background (an uncertain box on an
+object the teacher kept, i.e. another class's guess, is dropped). They are left out of
 the COCO JSON and counted separately.
 
 The pool is split into `--num_shards` shards (item `k` goes to shard `k % num_shards`).
@@ -61,6 +62,8 @@ DEFAULT_THRESHOLD = 0.5
 # Class id of "uncertain, ignore" boxes. Model Garden's anchor labeler fills unmatched
 # anchors with -1, so -2 stays distinguishable after labeling.
 IGNORE_CLASS = -2
+# An uncertain box overlapping a kept one at least this much is the same object: dropped.
+DUPLICATE_IOU = 0.5
 
 
 class LabelerError(ValueError):
@@ -180,12 +183,26 @@ def segmentation_mask(probabilities: np.ndarray, threshold: float,
   return np.where(confident, top, ignore_label).astype(np.uint8)
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """IoU of every [ymin, xmin, ymax, xmax] box in `a` [n, 4] with every one in `b` [m, 4]."""
+  y0 = np.maximum(a[:, None, 0], b[None, :, 0])
+  x0 = np.maximum(a[:, None, 1], b[None, :, 1])
+  y1 = np.minimum(a[:, None, 2], b[None, :, 2])
+  x1 = np.minimum(a[:, None, 3], b[None, :, 3])
+  inter = np.clip(y1 - y0, 0, None) * np.clip(x1 - x0, 0, None)
+  area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
+  return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
+
+
 def keep(outputs: Dict[str, np.ndarray], i: int, threshold: float,
          ignore_threshold: Optional[float] = None):
   """Boxes of image `i` of a batch with score >= threshold (and a positive area).
 
   With `ignore_threshold`, boxes scored in [ignore_threshold, threshold) are kept too,
-  with class IGNORE_CLASS.
+  with class IGNORE_CLASS, except those overlapping a kept box with IoU >=
+  DUPLICATE_IOU: the teacher's per-class NMS leaves its low-score guesses of another
+  class on a confidently detected object, and such a box would take that object's anchors
+  (each anchor is matched to the box it overlaps most) away from its real label.
   """
   n = int(outputs['num_detections'][i])
   boxes = outputs['detection_boxes'][i, :n].astype(np.float32)
@@ -193,7 +210,11 @@ def keep(outputs: Dict[str, np.ndarray], i: int, threshold: float,
   classes = outputs['detection_classes'][i, :n].astype(np.int64)
   low = threshold if ignore_threshold is None else min(ignore_threshold, threshold)
   ok = (scores >= low) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-  classes = np.where(scores >= threshold, classes, IGNORE_CLASS)
+  sure = scores >= threshold
+  classes = np.where(sure, classes, IGNORE_CLASS)
+  if ignore_threshold is not None and np.any(ok & sure) and np.any(ok & ~sure):
+    overlap = box_iou(boxes, boxes[ok & sure]).max(axis=1)
+    ok &= sure | (overlap < DUPLICATE_IOU)
   return boxes[ok], classes[ok], scores[ok]
 
 
