@@ -14,6 +14,7 @@ import tensorflow as tf
 import tf_keras
 
 from official.core import task_factory
+from official.vision.tasks import retinanet
 from projects.self_training import pipeline
 from projects.self_training import trainer
 from projects.self_training.data import emoji_scenes
@@ -61,7 +62,8 @@ def test_alpha_zero_equals_the_official_task(tiny_data, empty_pseudo):
   student_params = _params('emoji_retinanet_student', tiny_data, (
       'task.loss_normalization.alpha=0.0,task.pseudo_data.global_batch_size=4,'
       f'task.pseudo_data.input_path={emoji_scenes.split_pattern(tiny_data, "train")}'))
-  official = task_factory.get_task(official_params.task)
+  # Model Garden's own task class, its focal loss unfused.
+  official = retinanet.RetinaNetTask(official_params.task)
   student = task_factory.get_task(student_params.task)
   m_off, m_st = official.build_model(), student.build_model()
   dummy = tf.zeros([1, 64, 64, 3])
@@ -73,7 +75,7 @@ def test_alpha_zero_equals_the_official_task(tiny_data, empty_pseudo):
   off_logs = official.train_step(human, m_off, _sgd(), metrics=None)
   st_logs = student.train_step((human, pseudo), m_st, _sgd(),
                                metrics=student.build_metrics(training=True))
-  assert float(st_logs['loss']) == pytest.approx(float(off_logs['loss']), rel=1e-6)
+  assert float(st_logs['loss']) == pytest.approx(float(off_logs['loss']), rel=1e-5)
   # SGD with learning rate 1: equal updated weights mean equal gradients.
   for a, b in zip(m_off.trainable_variables, m_st.trainable_variables):
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=a.name)

@@ -3,6 +3,7 @@
 # pylint: disable=unused-import
 from official.vision import registry_imports as _official
 from projects.self_training.configs import retinanet
+from projects.self_training.tasks import detection
 from projects.self_training.configs import student
 from projects.self_training.tasks import retinanet_student
 from projects.self_training.configs import pretrain

@@ -12,7 +12,6 @@ import dataclasses
 from official.core import config_definitions as cfg
 from official.core import exp_factory
 from official.vision.configs import image_classification as ic_cfg
-from official.vision.configs import retinanet as rn_cfg
 
 from projects.self_training.configs import pretrain
 from projects.self_training.configs import retinanet
@@ -23,7 +22,7 @@ PAPER_CLASSIFICATION_WEIGHT = 0.2
 
 
 @dataclasses.dataclass
-class JointTrainingRetinaNetTask(rn_cfg.RetinaNetTask):
+class JointTrainingRetinaNetTask(retinanet.RetinaNetTask):
   classification_data: ic_cfg.DataConfig = dataclasses.field(
       default_factory=lambda: ic_cfg.DataConfig(is_training=True))
   classification_weight: float = PAPER_CLASSIFICATION_WEIGHT

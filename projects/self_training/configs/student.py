@@ -36,7 +36,7 @@ class LossNormalization(hyperparams.Config):
 
 
 @dataclasses.dataclass
-class SelfTrainingRetinaNetTask(rn_cfg.RetinaNetTask):
+class SelfTrainingRetinaNetTask(retinanet.RetinaNetTask):
   pseudo_data: rn_cfg.DataConfig = dataclasses.field(
       default_factory=lambda: rn_cfg.DataConfig(is_training=True))
   loss_normalization: LossNormalization = dataclasses.field(default_factory=LossNormalization)

@@ -5,8 +5,9 @@ Model Garden's multitask module (`official/modeling/multitask`) fits only in par
 `RetinaNetTask.build_losses` takes `(outputs, labels)`, and it drops the models'
 regularization losses. So the joint model is the official RetinaNet with a classifier
 attached to its backbone (saved with every checkpoint), and one train step computes both
-losses: L = L_det + w * L_cls + regularization. The detection half is exactly the official
-task's loss; evaluation and export are the official detector's.
+losses: L = L_det + w * L_cls + regularization. The detection half is the RetinaNet loss
+of `tasks/detection.py` (the official loss, its focal term fused); evaluation and export
+are the official detector's.
 """
 
 from typing import Any, List, Optional
@@ -17,10 +18,10 @@ import tf_keras
 from official.core import task_factory
 from official.vision.configs import image_classification as ic_cfg
 from official.vision.tasks import image_classification
-from official.vision.tasks import retinanet
 
 from projects.self_training.configs import joint as joint_cfg
 from projects.self_training.modeling import features
+from projects.self_training.tasks import detection
 from projects.self_training.tasks import retinanet_student
 from projects.self_training.tasks import self_training
 
@@ -29,7 +30,7 @@ JOINT_METRICS = ('detection_loss', 'classification_loss', 'classification_accura
 
 
 @task_factory.register_task_cls(joint_cfg.JointTrainingRetinaNetTask)
-class JointTrainingRetinaNetTask(retinanet.RetinaNetTask):
+class JointTrainingRetinaNetTask(detection.RetinaNetTask):
   """RetinaNet trained on detection and classification batches at once."""
 
   def build_model(self) -> tf_keras.Model:

@@ -2,11 +2,12 @@
 
 Each training step reads one batch from `train_data` (human labels) and one from
 `pseudo_data` (the pseudo-labeler's records, same schema), runs the model on each half,
-computes the official RetinaNet loss (focal + box, each normalized by its own half's
+computes the RetinaNet loss (focal + box, each normalized by its own half's
 positives) separately for the two halves, and combines them with `LossNormalization`.
 The two halves go through the model as two calls, so batch-norm statistics are those of
-each half; with alpha = 0 the loss and gradients are exactly the official task's on the
-human batch. Evaluation is the official task's.
+each half; with alpha = 0 the loss and gradients are the official task's on the human batch
+(to float rounding: the focal term is `tasks/detection.py`'s fused op). Evaluation is the
+official task's.
 
 Anchors that Model Garden's anchor labeler matched to an "ignore" pseudo box (class
 IGNORE_CLASS, written by the labeler for scores between --ignore_threshold and
@@ -20,15 +21,15 @@ import tf_keras
 
 from official.core import task_factory
 from official.vision.losses import loss_utils
-from official.vision.tasks import retinanet
 
 from projects.self_training.configs import student as student_cfg
 from projects.self_training.pseudo_label.labeler import IGNORE_CLASS
+from projects.self_training.tasks import detection
 from projects.self_training.tasks import self_training
 
 
 @task_factory.register_task_cls(student_cfg.SelfTrainingRetinaNetTask)
-class SelfTrainingRetinaNetTask(self_training.SelfTrainingMixin, retinanet.RetinaNetTask):
+class SelfTrainingRetinaNetTask(self_training.SelfTrainingMixin, detection.RetinaNetTask):
   """RetinaNet with a pseudo-labeled half per batch and the paper's loss normalization."""
 
   def build_model(self) -> tf_keras.Model:
