@@ -198,7 +198,8 @@ def test_asking_for_a_stage_runs_what_it_reads():
 
 
 def test_ignore_boxes_get_no_loss(tiny_data, tmp_path):
-  """A pseudo box of class IGNORE_CLASS survives Model Garden's parser and is masked out."""
+  """A pseudo box of class IGNORE_CLASS survives Model Garden's parser and is masked out;
+  `pseudo_background_weight` scales the background anchors of the pseudo half."""
   raw = next(iter(tf.data.TFRecordDataset(
       tf.io.gfile.glob(emoji_scenes.split_pattern(tiny_data, 'unlabeled_scenes')))))
   encoded = tf.io.parse_single_example(raw, {'image/encoded': tf.io.FixedLenFeature(
@@ -220,8 +221,16 @@ def test_ignore_boxes_get_no_loss(tiny_data, tmp_path):
   targets = loss_utils.multi_level_flatten(labels['cls_targets'], last_dim=None).numpy()
   ignored, real = targets == labeler.IGNORE_CLASS, targets == 18
   assert ignored.sum() >= 1 and real.sum() >= 1
-  masked = task.ignore_uncertain(labels)
+  masked = task.pseudo_label_weights(labels)
   assert masked['cls_weights'].numpy()[ignored].sum() == 0
   assert masked['box_weights'].numpy()[ignored].sum() == 0
   assert masked['box_weights'].numpy().sum() == real.sum()
   assert masked['cls_weights'].numpy()[~ignored].min() == 1.0
+  # A lighter background in the pseudo half: background anchors only, boxes untouched.
+  background = (targets == 0) & (labels['cls_weights'].numpy() > 0)
+  assert background.sum() > 0
+  params.task.pseudo_background_weight = 0.25
+  light = task_factory.get_task(params.task).pseudo_label_weights(labels)
+  np.testing.assert_allclose(light['cls_weights'].numpy()[background], 0.25)
+  np.testing.assert_array_equal(light['cls_weights'].numpy()[real], 1.0)
+  np.testing.assert_array_equal(light['box_weights'].numpy(), masked['box_weights'].numpy())

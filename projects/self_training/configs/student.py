@@ -6,6 +6,7 @@
                        `pseudo_data.global_batch_size` images (the paper: 256 + 256);
                        a pseudo batch size of 0 (the default) means as many as the human
   loss_normalization   alpha, EMA decay, and normalized vs standard loss (Appendix B)
+  pseudo_background_weight  the background anchors' weight in the pseudo half (default 1)
 
 The student starts from the teacher's checkpoint (`init_checkpoint`, all modules: the
 paper's default) or, with `init_checkpoint=''`, from random weights.
@@ -40,6 +41,10 @@ class SelfTrainingRetinaNetTask(retinanet.RetinaNetTask):
   pseudo_data: rn_cfg.DataConfig = dataclasses.field(
       default_factory=lambda: rn_cfg.DataConfig(is_training=True))
   loss_normalization: LossNormalization = dataclasses.field(default_factory=LossNormalization)
+  # The classification weight of the background anchors of pseudo-labeled images: 1 as in
+  # the paper; below 1 trusts less the teacher's "nothing here", which at threshold 0.5 is
+  # also said of most objects it missed. Human-labeled images keep weight 1.
+  pseudo_background_weight: float = 1.0
 
 
 def pseudo_batch_size(task) -> int:

@@ -11,7 +11,8 @@ official task's.
 
 Anchors that Model Garden's anchor labeler matched to an "ignore" pseudo box (class
 IGNORE_CLASS, written by the labeler for scores between --ignore_threshold and
---threshold) get no classification or box loss, and do not count as positives.
+--threshold) get no classification or box loss, and do not count as positives; with
+`pseudo_background_weight` below 1, background anchors of the pseudo half weigh less.
 """
 
 from typing import Any, List, Optional
@@ -41,12 +42,15 @@ class SelfTrainingRetinaNetTask(self_training.SelfTrainingMixin, detection.Retin
       return super().build_inputs(params, input_context)
     return self.zip_pseudo(params, input_context, super().build_inputs)
 
-  @staticmethod
-  def ignore_uncertain(labels):
-    """Zeroes the loss weights of anchors matched to IGNORE_CLASS boxes."""
+  def pseudo_label_weights(self, labels):
+    """Zeroes the loss weights of anchors matched to IGNORE_CLASS boxes and scales the
+    classification weight of background anchors by `pseudo_background_weight`."""
     targets = loss_utils.multi_level_flatten(labels['cls_targets'], last_dim=None)
-    keep = tf.cast(tf.not_equal(targets, IGNORE_CLASS), labels['cls_weights'].dtype)
-    return dict(labels, cls_weights=labels['cls_weights'] * keep,
+    dtype = labels['cls_weights'].dtype
+    keep = tf.cast(tf.not_equal(targets, IGNORE_CLASS), dtype)
+    background = tf.cast(tf.equal(targets, 0), dtype)
+    scale = 1.0 + (self.task_config.pseudo_background_weight - 1.0) * background
+    return dict(labels, cls_weights=labels['cls_weights'] * keep * scale,
                 box_weights=labels['box_weights'] * keep)
 
   def build_metrics(self, training: bool = True) -> List[Any]:
@@ -61,7 +65,7 @@ class SelfTrainingRetinaNetTask(self_training.SelfTrainingMixin, detection.Retin
     """The student's step; `extra_loss(model)` adds a term inside the tape (joint training)
     and `extra_values` (filled by it) are logged as metrics of the same names."""
     human, (pseudo_images, pseudo_labels) = inputs
-    inputs = (human, (pseudo_images, self.ignore_uncertain(pseudo_labels)))
+    inputs = (human, (pseudo_images, self.pseudo_label_weights(pseudo_labels)))
 
     def half_loss(outputs, labels):
       # The official loss of one half: (weighted total, cls, box, model loss).
