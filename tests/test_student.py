@@ -227,7 +227,7 @@ def test_ignore_boxes_get_no_loss(tiny_data, tmp_path):
   assert masked['box_weights'].numpy().sum() == real.sum()
   assert masked['cls_weights'].numpy()[~ignored].min() == 1.0
   # A lighter background in the pseudo half: background anchors only, boxes untouched.
-  background = (targets == 0) & (labels['cls_weights'].numpy() > 0)
+  background = (targets == -1) & (labels['cls_weights'].numpy() > 0)
   assert background.sum() > 0
   params.task.pseudo_background_weight = 0.25
   light = task_factory.get_task(params.task).pseudo_label_weights(labels)

@@ -29,6 +29,11 @@ from projects.self_training.tasks import detection
 from projects.self_training.tasks import self_training
 
 
+# Model Garden's anchor labeler gives background (and below-threshold ignored) anchors the
+# class target -1, which one-hot encodes to all zeros.
+UNMATCHED_TARGET = -1
+
+
 @task_factory.register_task_cls(student_cfg.SelfTrainingRetinaNetTask)
 class SelfTrainingRetinaNetTask(self_training.SelfTrainingMixin, detection.RetinaNetTask):
   """RetinaNet with a pseudo-labeled half per batch and the paper's loss normalization."""
@@ -48,7 +53,7 @@ class SelfTrainingRetinaNetTask(self_training.SelfTrainingMixin, detection.Retin
     targets = loss_utils.multi_level_flatten(labels['cls_targets'], last_dim=None)
     dtype = labels['cls_weights'].dtype
     keep = tf.cast(tf.not_equal(targets, IGNORE_CLASS), dtype)
-    background = tf.cast(tf.equal(targets, 0), dtype)
+    background = tf.cast(tf.equal(targets, UNMATCHED_TARGET), dtype)
     scale = 1.0 + (self.task_config.pseudo_background_weight - 1.0) * background
     return dict(labels, cls_weights=labels['cls_weights'] * keep * scale,
                 box_weights=labels['box_weights'] * keep)
