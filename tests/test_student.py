@@ -133,7 +133,8 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   cmd = [sys.executable, '-m', 'projects.self_training.main', f'--data_dir={tiny_data}',
          f'--runs_dir={runs}', f'--params_override={TINY}', f'--student_override={TINY}',
-         '--student_steps=6', '--threshold=0.0', '--rounds=2']
+         '--student_steps=6', '--threshold=0.0', '--rounds=2', '--alpha=0.25',
+         '--pseudo_background_weight=0.5']
   proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   for row in ('| teacher |', '| supervised control (same steps) |',
@@ -144,6 +145,9 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   assert 'pseudo: on holdout at 0.0: precision' in proc.stdout
   assert [r['threshold'] for r in results['pseudo_quality']['rows']][0] == 0.0
   assert results['student']['steps'] == results['control']['steps'] == 6
+  # The student's own flags reach the student only (the control's config has no alpha).
+  assert results['student']['settings']['pseudo_override'] == (
+      'task.loss_normalization.alpha=0.25,task.pseudo_background_weight=0.5')
   assert (runs / 'export' / 'saved_model' / 'saved_model.pb').exists()
   assert (runs / 'curves.png').stat().st_size > 0
   teacher = json.loads((runs / 'teacher' / 'teacher_metrics.json').read_text())

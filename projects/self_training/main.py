@@ -40,6 +40,8 @@ flags.DEFINE_integer('plateau_patience', _DEFAULTS.plateau_patience,
 flags.DEFINE_integer('student_steps', _DEFAULTS.student_steps,
                      'Training steps of the student and of the supervised control.')
 flags.DEFINE_float('alpha', None, 'Pseudo-loss weight alpha (default: the experiment\'s).')
+flags.DEFINE_float('pseudo_background_weight', None, 'Classification weight of the background '
+                   'anchors of pseudo-labeled images (default: the experiment\'s, 1).')
 flags.DEFINE_float('threshold', _DEFAULTS.threshold, 'Pseudo-label score threshold.')
 flags.DEFINE_float('ignore_threshold', _DEFAULTS.ignore_threshold,
                    'Pseudo boxes scored in [this, --threshold) become ignore regions.')
@@ -50,17 +52,20 @@ flags.DEFINE_integer('rounds', 1, 'Rounds of self-training: the student of round
 
 
 def settings(data_dir: str) -> pipeline.Settings:
-  student_override = FLAGS.student_override
-  if FLAGS.alpha is not None:
-    student_override = ','.join(x for x in (f'task.loss_normalization.alpha={FLAGS.alpha}',
-                                            student_override) if x)
+  # --alpha and --pseudo_background_weight exist in the student's config only, not in the
+  # control's (the teacher's experiment).
+  pseudo_override = pipeline.join_overrides(
+      '' if FLAGS.alpha is None else f'task.loss_normalization.alpha={FLAGS.alpha}',
+      '' if FLAGS.pseudo_background_weight is None
+      else f'task.pseudo_background_weight={FLAGS.pseudo_background_weight}')
   splits = [emoji_scenes.UNLABELED_SPLIT] + ([emoji_scenes.ICONIC_SPLIT]
                                              if FLAGS.label_iconic else [])
   return pipeline.Settings(
       data_dir=data_dir, runs_dir=FLAGS.runs_dir, teacher_experiment=FLAGS.experiment,
       student_experiment=FLAGS.student_experiment, gin_files=FLAGS.gin_file,
       gin_params=FLAGS.gin_params, teacher_override=FLAGS.params_override,
-      student_override=student_override, plateau_patience=FLAGS.plateau_patience,
+      student_override=FLAGS.student_override, pseudo_override=pseudo_override,
+      plateau_patience=FLAGS.plateau_patience,
       student_steps=FLAGS.student_steps, threshold=FLAGS.threshold,
       ignore_threshold=FLAGS.ignore_threshold, pseudo_splits=splits,
       seed=FLAGS.seed, force=FLAGS.force)

@@ -43,6 +43,7 @@ class Settings:
   gin_params: Sequence[str] = ()
   teacher_override: str = ''
   student_override: str = ''     # applies to control and student alike
+  pseudo_override: str = ''      # the student's alone: alpha, pseudo_background_weight, ...
   plateau_patience: int = 3
   student_steps: int = 800
   student_learning_rate: float = 0.04
@@ -251,7 +252,8 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional
             'seed': s.seed, 'override': s.student_override, 'gin_files': list(s.gin_files),
             'gin_params': list(s.gin_params), 'init': init_checkpoint}
   if stage == 'student':
-    wanted.update(threshold=s.threshold, ignore_threshold=s.ignore_threshold)
+    wanted.update(threshold=s.threshold, ignore_threshold=s.ignore_threshold,
+                  pseudo_override=s.pseudo_override)
   done = trainer.read_json(os.path.join(model_dir, RESULT))
   if done:
     same_settings(stage, model_dir, done.get('settings', {}), wanted)
@@ -386,8 +388,8 @@ def student(s: Settings, init_checkpoint: Optional[str],
   from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
   return finetune(
       s, 'student', s.student_experiment, init_checkpoint,
-      f'task.pseudo_data.input_path={labeler.record_pattern(s.dir("pseudo"))},'
-      f'task.pseudo_data.seed={s.seed}', progress)
+      join_overrides(f'task.pseudo_data.input_path={labeler.record_pattern(s.dir("pseudo"))},'
+                     f'task.pseudo_data.seed={s.seed}', s.pseudo_override), progress)
 
 
 def table(results: Dict[str, Any], split: str = 'val') -> List[str]:
