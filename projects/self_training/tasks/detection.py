@@ -30,8 +30,7 @@ class RetinaNetTask(retinanet.RetinaNetTask):
   def build_losses(self, outputs: Mapping[str, Any], labels: Mapping[str, Any],
                    aux_losses: Optional[Any] = None):
     params = self.task_config
-    if (not getattr(params.losses, 'fused_focal_loss', False)
-        or params.model.head.attribute_heads):
+    if not params.losses.fused_focal_loss or params.model.head.attribute_heads:
       return super().build_losses(outputs, labels, aux_losses)
     # The official task's loss, term by term, with the focal term fused. The classification
     # and box terms are both divided by the positives (box weights) + 1.
