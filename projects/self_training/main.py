@@ -44,11 +44,19 @@ flags.DEFINE_float('pseudo_background_weight', None, 'Classification weight of t
                    'anchors of pseudo-labeled images (default: the experiment\'s, 1).')
 flags.DEFINE_float('threshold', _DEFAULTS.threshold, 'Pseudo-label score threshold.')
 flags.DEFINE_float('ignore_threshold', _DEFAULTS.ignore_threshold,
-                   'Pseudo boxes scored in [this, --threshold) become ignore regions.')
+                   'Pseudo boxes scored in [this, --threshold) become ignore regions (no '
+                   'loss); equal to --threshold: none, the paper\'s plain hard threshold.')
 flags.DEFINE_bool('label_iconic', False, 'Also pseudo-label the `iconic` pool.')
 flags.DEFINE_integer('seed', 0, 'Seed for control and student data order and augmentation.')
 flags.DEFINE_integer('rounds', 1, 'Rounds of self-training: the student of round k labels the '
                      'pool for round k + 1 (written under --runs_dir/round_k/).')
+
+
+def _ignore_threshold() -> float:
+  """--ignore_threshold; its default never exceeds a lower --threshold (no band then)."""
+  if not FLAGS['ignore_threshold'].using_default_value:
+    return FLAGS.ignore_threshold
+  return min(FLAGS.ignore_threshold, FLAGS.threshold)
 
 
 def settings(data_dir: str) -> pipeline.Settings:
@@ -67,7 +75,7 @@ def settings(data_dir: str) -> pipeline.Settings:
       student_override=FLAGS.student_override, pseudo_override=pseudo_override,
       plateau_patience=FLAGS.plateau_patience,
       student_steps=FLAGS.student_steps, threshold=FLAGS.threshold,
-      ignore_threshold=FLAGS.ignore_threshold, pseudo_splits=splits,
+      ignore_threshold=_ignore_threshold(), pseudo_splits=splits,
       seed=FLAGS.seed, force=FLAGS.force)
 
 
