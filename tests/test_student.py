@@ -13,7 +13,6 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from absl import flags
 from official.core import task_factory
 from official.vision.tasks import retinanet
 from projects.self_training import pipeline
@@ -242,15 +241,9 @@ def test_ignore_boxes_get_no_loss(tiny_data, tmp_path):
 
 
 def test_default_ignore_band_never_reaches_above_the_threshold():
-  from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
-  from projects.self_training import main as main_job  # pylint: disable=g-import-not-at-top
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
   default = pipeline.Settings(data_dir='', runs_dir='').ignore_threshold
-  assert 0.0 < default < 0.5
-  with flagsaver.flagsaver(threshold=0.5):
-    assert main_job._ignore_threshold() == default
-  with flagsaver.flagsaver(threshold=0.2):  # below the default band: no band, no error
-    assert main_job._ignore_threshold() == 0.2
-  with flagsaver.flagsaver(threshold=0.5, ignore_threshold=0.1):  # asked for: as asked
-    assert main_job._ignore_threshold() == 0.1
+  assert default == pipeline.DEFAULT_IGNORE_THRESHOLD and 0.0 < default < 0.5
+  assert pipeline.ignore_threshold_for(0.5) == default
+  assert pipeline.ignore_threshold_for(0.2) == 0.2  # below the default band: no band
+  assert pipeline.ignore_threshold_for(0.5, asked=0.1) == 0.1
+  assert pipeline.ignore_threshold_for(0.5, asked=0.5) == 0.5  # the paper's: no band

@@ -52,13 +52,6 @@ flags.DEFINE_integer('rounds', 1, 'Rounds of self-training: the student of round
                      'pool for round k + 1 (written under --runs_dir/round_k/).')
 
 
-def _ignore_threshold() -> float:
-  """--ignore_threshold; its default never exceeds a lower --threshold (no band then)."""
-  if not FLAGS['ignore_threshold'].using_default_value:
-    return FLAGS.ignore_threshold
-  return min(FLAGS.ignore_threshold, FLAGS.threshold)
-
-
 def settings(data_dir: str) -> pipeline.Settings:
   # --alpha and --pseudo_background_weight exist in the student's config only, not in the
   # control's (the teacher's experiment).
@@ -75,7 +68,10 @@ def settings(data_dir: str) -> pipeline.Settings:
       student_override=FLAGS.student_override, pseudo_override=pseudo_override,
       plateau_patience=FLAGS.plateau_patience,
       student_steps=FLAGS.student_steps, threshold=FLAGS.threshold,
-      ignore_threshold=_ignore_threshold(), pseudo_splits=splits,
+      ignore_threshold=pipeline.ignore_threshold_for(
+          FLAGS.threshold, None if FLAGS['ignore_threshold'].using_default_value
+          else FLAGS.ignore_threshold),
+      pseudo_splits=splits,
       seed=FLAGS.seed, force=FLAGS.force)
 
 

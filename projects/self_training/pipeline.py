@@ -32,6 +32,15 @@ DEPENDS_ON = {'teacher': (), 'export': ('teacher',), 'pseudo': ('export',),
               'control': ('teacher',), 'student': ('teacher', 'pseudo')}
 
 
+DEFAULT_IGNORE_THRESHOLD = 0.3
+
+
+def ignore_threshold_for(threshold: float, asked: Optional[float] = None) -> float:
+  """The ignore band's lower edge: `asked` if given, else the default, never above
+  `threshold` (a lower --threshold alone then means no band, not an error)."""
+  return asked if asked is not None else min(DEFAULT_IGNORE_THRESHOLD, threshold)
+
+
 @dataclasses.dataclass
 class Settings:
   """What one pipeline run does; the defaults are the embedded main job's."""
@@ -52,7 +61,7 @@ class Settings:
   threshold: float = 0.5
   # Pseudo boxes scored in [ignore_threshold, threshold) are ignore regions (no loss): chosen
   # on `holdout` over 3 seeds from the plateaued teacher (README); None or = threshold: none.
-  ignore_threshold: Optional[float] = 0.3
+  ignore_threshold: Optional[float] = DEFAULT_IGNORE_THRESHOLD
   pseudo_splits: Sequence[str] = (emoji_scenes.UNLABELED_SPLIT,)
   seed: int = 0
   force: Sequence[str] = ()
