@@ -125,6 +125,64 @@ def test_box_iou():
   np.testing.assert_allclose(labeler.box_iou(a, b), [[.64, 0], [.16, .09]], rtol=1e-6)
 
 
+def test_fuse_views_by_hand():
+  # View 0 sees object A (class 3) at 0.8 and object B (class 4) at 0.6; view 1 sees A
+  # shifted at 0.4, another class on A at 0.3, and a 0.04 box (under FUSE_MIN_SCORE).
+  v0 = {'detection_boxes': np.array([[[0, 0, .5, .5], [.6, .6, .9, .9], [0, 0, 0, 0]]]),
+        'detection_scores': np.array([[0.8, 0.6, 0.0]]),
+        'detection_classes': np.array([[3, 4, 0]]), 'num_detections': np.array([2])}
+  v1 = {'detection_boxes': np.array([[[0, 0, .5, .6], [0, 0, .5, .5], [.1, .1, .2, .2]]]),
+        'detection_scores': np.array([[0.4, 0.3, 0.04]]),
+        'detection_classes': np.array([[3, 5, 3]]), 'num_detections': np.array([3])}
+  out = labeler.fuse_views([v0, v1])
+  n = int(out['num_detections'][0])
+  assert n == 3 and out['detection_scores'].shape == (1, 3)
+  # A: both views, (0.8 + 0.4) / 2, box the score-weighted mean; B: one view, 0.6 / 2;
+  # the other class on A: 0.3 / 2. Sorted by fused score.
+  np.testing.assert_allclose(out['detection_scores'][0, :n], [0.6, 0.3, 0.15], rtol=1e-6)
+  assert out['detection_classes'][0, :n].tolist() == [3, 4, 5]
+  np.testing.assert_allclose(out['detection_boxes'][0, 0], [0, 0, .5, (.5 * .8 + .6 * .4) / 1.2],
+                             rtol=1e-6)
+  np.testing.assert_allclose(out['detection_boxes'][0, 1], [.6, .6, .9, .9], rtol=1e-6)
+
+
+def test_flip_and_sizes_views_of_the_exported_teacher(exported, tmp_path):
+  """Labeling an image's mirror with flip TTA gives the image's labels mirrored; a second
+  input size is a second SavedModel of the same detector."""
+  params, _, path = exported
+  teacher = labeler.Teacher(path, flip=True)
+  assert teacher.num_views == 2
+  rng = np.random.default_rng(1)
+  image = rng.integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
+  a = teacher(image)
+  b = teacher(np.ascontiguousarray(image[:, :, ::-1]))
+  assert int(a['num_detections'][0]) == int(b['num_detections'][0]) > 0
+  n = int(a['num_detections'][0])
+  np.testing.assert_allclose(np.sort(a['detection_scores'][0, :n]),
+                             np.sort(b['detection_scores'][0, :n]), atol=1e-5)
+  mirrored = b['detection_boxes'][0, :n][:, [0, 3, 2, 1]] * [1, -1, 1, -1] + [0, 1, 0, 1]
+  def canonical(boxes):
+    return boxes[np.lexsort(np.round(boxes, 4).T[::-1])]
+  np.testing.assert_allclose(canonical(a['detection_boxes'][0, :n]), canonical(mirrored),
+                             atol=1e-4)
+  # Another input size: saved_model_96 beside saved_model, the same label map.
+  base = os.path.dirname(path)
+  checkpoint = json.loads(tf.io.gfile.GFile(os.path.join(path, export.LABEL_MAP)).read())[
+      'checkpoint']
+  big = export.export_detector(params, checkpoint, base, input_size=96)
+  assert big == os.path.join(base, 'saved_model_96')
+  both = labeler.Teacher(f'{path},{big}', flip=True)
+  assert both.num_views == 4
+  assert int(both(image)['num_detections'][0]) > 0
+  # Another label map is refused in one line.
+  other = tmp_path / 'other'
+  subprocess.run(['cp', '-r', big, str(other)], check=True)
+  label_map = other / export.LABEL_MAP
+  label_map.write_text(json.dumps({'categories': [{'id': 1, 'name': 'cat'}]}))
+  with pytest.raises(labeler.LabelerError, match='another label map'):
+    labeler.Teacher(f'{path},{other}')
+
+
 def test_records_round_trip_through_model_gardens_decoder():
   labeled = labeler.Labeled('42', _jpeg(np.full((40, 80, 3), 90, np.uint8)), 40, 80,
                             boxes=np.array([[0.1, 0.2, 0.5, 0.9]], np.float32),

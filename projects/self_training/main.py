@@ -46,6 +46,13 @@ flags.DEFINE_float('threshold', _DEFAULTS.threshold, 'Pseudo-label score thresho
 flags.DEFINE_float('ignore_threshold', _DEFAULTS.ignore_threshold,
                    'Pseudo boxes scored in [this, --threshold) become ignore regions (no '
                    'loss); equal to --threshold: none, the paper\'s plain hard threshold.')
+flags.DEFINE_list('tta_sizes', [str(x) for x in _DEFAULTS.tta_sizes],
+                  'Pseudo labels from the teacher also exported at these input sizes, the '
+                  'views\' detections fused (test-time augmentation); empty: one size.')
+flags.DEFINE_bool('tta_flip', _DEFAULTS.tta_flip, 'Pseudo labels also from each image '
+                  'mirrored, fused with the unmirrored view (test-time augmentation).')
+flags.register_validator('tta_sizes', lambda v: all(x.isdigit() and int(x) > 0 for x in v),
+                         message='--tta_sizes takes positive integers, e.g. 128')
 flags.DEFINE_bool('label_iconic', False, 'Also pseudo-label the `iconic` pool.')
 flags.DEFINE_integer('seed', 0, 'Seed for control and student data order and augmentation.')
 flags.DEFINE_integer('rounds', 1, 'Rounds of self-training: the student of round k labels the '
@@ -71,7 +78,8 @@ def settings(data_dir: str) -> pipeline.Settings:
       ignore_threshold=pipeline.ignore_threshold_for(
           FLAGS.threshold, None if FLAGS['ignore_threshold'].using_default_value
           else FLAGS.ignore_threshold),
-      pseudo_splits=splits,
+      pseudo_splits=splits, tta_sizes=tuple(int(x) for x in FLAGS.tta_sizes),
+      tta_flip=FLAGS.tta_flip,
       seed=FLAGS.seed, force=FLAGS.force)
 
 

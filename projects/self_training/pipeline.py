@@ -62,6 +62,10 @@ class Settings:
   # Pseudo boxes scored in [ignore_threshold, threshold) are ignore regions (no loss): chosen
   # on `holdout` over 3 seeds from the plateaued teacher (README); None or = threshold: none.
   ignore_threshold: Optional[float] = DEFAULT_IGNORE_THRESHOLD
+  # Test-time augmentation of the pseudo labels: the teacher also exported at these input
+  # sizes, and each view also mirrored; the views' detections are fused (labeler.fuse_views).
+  tta_sizes: Sequence[int] = ()
+  tta_flip: bool = False
   pseudo_splits: Sequence[str] = (emoji_scenes.UNLABELED_SPLIT,)
   seed: int = 0
   force: Sequence[str] = ()
@@ -183,17 +187,22 @@ def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, A
 
 def export(s: Settings, teacher_summary: Dict[str, Any],
            progress: Callable[[str], None] = print) -> str:
+  """The teacher's SavedModel, and one per `tta_sizes`; returns their paths, comma-joined
+  (what the labeler's `saved_model` takes)."""
   from projects.self_training.serving import export as export_lib  # pylint: disable=g-import-not-at-top
   fresh(s, 'export')
-  path = os.path.join(s.dir('export'), 'saved_model')
-  if tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
-    progress(f'export: complete in {path}, skipped')
-    return path
-  params = teacher_params(s)
-  start = time.time()
-  path = export_lib.export_detector(params, teacher_summary['checkpoint'], s.dir('export'))
-  progress(f'export: {path} ({time.time() - start:.0f} s)')
-  return path
+  paths = []
+  for size in (None,) + tuple(s.tta_sizes):
+    path = os.path.join(s.dir('export'), export_lib.sized_name(size))
+    paths.append(path)
+    if tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
+      progress(f'export: complete in {path}, skipped')
+      continue
+    start = time.time()
+    export_lib.export_detector(teacher_params(s), teacher_summary['checkpoint'],
+                               s.dir('export'), input_size=size)
+    progress(f'export: {path} ({time.time() - start:.0f} s)')
+  return ','.join(paths)
 
 
 def pseudo_label(s: Settings, saved_model: str,
@@ -204,13 +213,16 @@ def pseudo_label(s: Settings, saved_model: str,
   done = trainer.read_json(os.path.join(out, labeler.SUMMARY))
   if done:
     same_settings('pseudo', out, done,
-                   {'threshold': s.threshold, 'ignore_threshold': s.ignore_threshold})
+                   {'threshold': s.threshold, 'ignore_threshold': s.ignore_threshold,
+                    'flip': s.tta_flip, 'tta_sizes': list(s.tta_sizes)})
     progress(f'pseudo: complete in {out} ({done["num_images"]} images, '
              f'{done["boxes_per_image"]:.2f} boxes/image), skipped')
     return done
   source = ','.join(emoji_scenes.split_pattern(s.data_dir, split) for split in s.pseudo_splits)
   summary = labeler.run(saved_model, source, out, threshold=s.threshold, num_shards=4,
-                        ignore_threshold=s.ignore_threshold)
+                        ignore_threshold=s.ignore_threshold, flip=s.tta_flip)
+  summary['tta_sizes'] = list(s.tta_sizes)
+  trainer.write_json(os.path.join(out, labeler.SUMMARY), summary)
   progress(f'pseudo: {summary["num_images"]} images, {summary["num_boxes"]} boxes '
            f'({summary["boxes_per_image"]:.2f}/image, {summary["num_empty_images"]} empty, '
            f'{summary["num_ignore_boxes"]} ignore boxes, {summary["num_skipped"]} skipped) '
@@ -237,7 +249,7 @@ def pseudo_quality(s: Settings, saved_model: str,
     return done
   out = os.path.join(s.dir('pseudo'), 'holdout_check')
   labeler.run(saved_model, emoji_scenes.split_pattern(s.data_dir, 'holdout'), out,
-              threshold=0.0, progress=False)
+              threshold=0.0, progress=False, flip=s.tta_flip)
   thresholds = sorted(set(QUALITY_THRESHOLDS) | {s.threshold})
   rows = quality.precision_recall(trainer.read_json(os.path.join(out, labeler.COCO_JSON)),
                                   trainer.read_json(emoji_scenes.annotation_file(

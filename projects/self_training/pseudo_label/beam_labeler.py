@@ -51,7 +51,7 @@ class LabelShard(beam.DoFn):
 
   def __init__(self, saved_model: str, source: str, output_dir: str, num_shards: int,
                threshold: float, batch_size: int, ignore_threshold: Optional[float],
-               handle: shared.Shared):
+               handle: shared.Shared, flip: bool = False):
     super().__init__()
     self._saved_model = saved_model
     self._source = source
@@ -60,6 +60,7 @@ class LabelShard(beam.DoFn):
     self._threshold = threshold
     self._batch_size = batch_size
     self._ignore_threshold = ignore_threshold
+    self._flip = flip
     self._handle = handle
     self._teacher = None
     self._counters = {name: beam.metrics.Metrics.counter(NAMESPACE, name) for name in
@@ -67,7 +68,7 @@ class LabelShard(beam.DoFn):
 
   def setup(self):
     # One SavedModel per worker process, shared by its threads and bundles.
-    self._teacher = self._handle.acquire(lambda: labeler.Teacher(self._saved_model))
+    self._teacher = self._handle.acquire(lambda: labeler.Teacher(self._saved_model, self._flip))
 
   def process(self, shard_index: int):
     if labeler.shard_done(self._output_dir, shard_index, self._num_shards):
@@ -88,13 +89,14 @@ class LabelShard(beam.DoFn):
 
 
 def _merge(done: List[int], saved_model: str, output_dir: str, num_shards: int,
-           threshold: float, source: str, ignore_threshold: Optional[float]) -> Dict[str, Any]:
+           threshold: float, source: str, ignore_threshold: Optional[float],
+           flip: bool = False) -> Dict[str, Any]:
   if sorted(done) != list(range(num_shards)):
     raise RuntimeError(f'pseudo-label: {num_shards - len(set(done))} shard(s) missing')
-  label_map = os.path.join(saved_model, labeler.LABEL_MAP)
+  label_map = os.path.join(saved_model.split(',')[0], labeler.LABEL_MAP)
   categories = read_json(label_map).get('categories', []) if tf.io.gfile.exists(label_map) else []
   summary = labeler.merge(output_dir, num_shards, saved_model, categories, threshold, source,
-                          ignore_threshold)
+                          ignore_threshold, flip)
   if summary is None:
     raise RuntimeError(f'pseudo-label: a shard sidecar is missing in {output_dir}')
   return summary
@@ -102,34 +104,36 @@ def _merge(done: List[int], saved_model: str, output_dir: str, num_shards: int,
 
 def build(pipeline: beam.Pipeline, saved_model: str, source: str, output_dir: str,
           num_shards: int, threshold: float = labeler.DEFAULT_THRESHOLD, batch_size: int = 64,
-          ignore_threshold: Optional[float] = None):
+          ignore_threshold: Optional[float] = None, flip: bool = False):
   """Adds the labeling to `pipeline`; returns the PCollection holding the summary."""
   return (pipeline
           | 'Shards' >> beam.Create(list(range(num_shards)))
           | 'Spread' >> beam.Reshuffle()
           | 'Label' >> beam.ParDo(LabelShard(saved_model, source, output_dir, num_shards,
                                              threshold, batch_size, ignore_threshold,
-                                             shared.Shared()))
+                                             shared.Shared(), flip))
           | 'AllDone' >> beam.combiners.ToList()
           | 'Merge' >> beam.Map(_merge, saved_model, output_dir, num_shards, threshold, source,
-                                ignore_threshold))
+                                ignore_threshold, flip))
 
 
 def run(saved_model: str, source: str, output_dir: str, num_shards: int = 1,
         threshold: float = labeler.DEFAULT_THRESHOLD, batch_size: int = 64,
         ignore_threshold: Optional[float] = None,
-        beam_args: Sequence[str] = ('--runner=DirectRunner',)) -> Dict[str, Any]:
+        beam_args: Sequence[str] = ('--runner=DirectRunner',), flip: bool = False
+        ) -> Dict[str, Any]:
   """Runs the pipeline to completion; returns the summary (read back from `output_dir`)."""
   labeler.check_args(source, threshold, num_shards, None, ignore_threshold)
-  if not tf.io.gfile.exists(os.path.join(saved_model, 'saved_model.pb')):
-    raise labeler.LabelerError(f'no SavedModel at {saved_model} (saved_model.pb missing)')
+  for path in saved_model.split(','):
+    if not tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
+      raise labeler.LabelerError(f'no SavedModel at {path} (saved_model.pb missing)')
   tf.io.gfile.makedirs(output_dir)
   options = pipeline_options.PipelineOptions(list(beam_args))
   # The DoFn's module-level imports travel with it to remote workers.
   options.view_as(pipeline_options.SetupOptions).save_main_session = False
   with beam.Pipeline(options=options) as pipeline:
     build(pipeline, saved_model, source, output_dir, num_shards, threshold, batch_size,
-          ignore_threshold)
+          ignore_threshold, flip)
   return read_json(os.path.join(output_dir, labeler.SUMMARY))
 
 
@@ -147,7 +151,7 @@ def main(argv):
                                  'pipeline labels every missing shard')
     summary = run(FLAGS.saved_model, FLAGS.input, FLAGS.output_dir, FLAGS.num_shards,
                   FLAGS.threshold, FLAGS.batch_size, FLAGS.ignore_threshold,
-                  beam_args or ['--runner=DirectRunner'])
+                  beam_args or ['--runner=DirectRunner'], FLAGS.flip)
   except labeler.LabelerError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

@@ -20,6 +20,14 @@ instead of teaching the teacher's uncertain objects as background (an uncertain 
 object the teacher kept, i.e. another class's guess, is dropped). They are left out of
 the COCO JSON and counted separately.
 
+Test-time augmentation (detection): `--saved_model` may list several exports of one
+detector at different input sizes (`./run.sh export --input_size 128` writes
+`saved_model_128/`), and `--flip` adds each image mirrored. Every view labels the image;
+boxes of one class that overlap (IoU >= 0.55) across views are fused into their
+score-weighted mean box with the mean score over all views (`fuse_views`), so an object
+seen in every view keeps its score and one seen in a single view of four keeps a quarter:
+on the embedded teacher, 96 + 128 px, each mirrored, raised recall at the same precision.
+
 The pool is split into `--num_shards` shards (item `k` goes to shard `k % num_shards`).
 Each shard is written under a temporary name and renamed when complete, followed by its
 sidecar JSON (its COCO images and annotations, counts, skipped inputs); a re-run skips
@@ -80,25 +88,118 @@ def record_pattern(output_dir: str) -> str:
 
 
 class Teacher:
-  """The exported detector: batched uint8 images in, kept boxes out."""
+  """The exported detector: batched uint8 images in, kept boxes out.
 
-  def __init__(self, saved_model_dir: str):
-    if not tf.io.gfile.exists(os.path.join(saved_model_dir, 'saved_model.pb')):
-      raise LabelerError(f'no SavedModel at {saved_model_dir} (saved_model.pb missing)')
-    self.path = saved_model_dir
-    self._model = tf.saved_model.load(saved_model_dir)
-    self._fn = self._model.signatures['serving_default']
-    self._input_name = next(iter(self._fn.structured_input_signature[1]))
-    label_map = os.path.join(saved_model_dir, LABEL_MAP)
+  `saved_model_dir` is one SavedModel, or several exports of the same detector at different
+  input sizes (a list, or comma-separated); with more than one, or with `flip`, every
+  image is labeled in each view (each SavedModel, each also on the mirrored image) and
+  the views' detections are fused (`fuse_views`): test-time augmentation for pseudo
+  labels. The first SavedModel's label map is the teacher's.
+  """
+
+  def __init__(self, saved_model_dir, flip: bool = False):
+    paths = ([p for p in saved_model_dir.split(',') if p] if isinstance(saved_model_dir, str)
+             else list(saved_model_dir))
+    if not paths:
+      raise LabelerError('no SavedModel given')
+    for path in paths:
+      if not tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
+        raise LabelerError(f'no SavedModel at {path} (saved_model.pb missing)')
+    self.path = ','.join(paths)
+    self.flip = flip
+    self._models = [tf.saved_model.load(path) for path in paths]
+    self._fns = [m.signatures['serving_default'] for m in self._models]
+    self._input_name = next(iter(self._fns[0].structured_input_signature[1]))
+    label_map = os.path.join(paths[0], LABEL_MAP)
     self.label_map = read_json(label_map) if tf.io.gfile.exists(label_map) else {}
     self.categories = self.label_map.get('categories', [])
     self.task = self.label_map.get('task', 'detection')
     self.ignore_label = int(self.label_map.get('ignore_label', 255))
+    self.num_views = len(paths) * (2 if flip else 1)
+    if self.num_views > 1:
+      if self.task != 'detection':
+        raise LabelerError('several SavedModels or --flip: detection only (a segmentation '
+                           'export runs its scales and flips inside)')
+      for path in paths[1:]:
+        other = os.path.join(path, LABEL_MAP)
+        cats = read_json(other).get('categories', []) if tf.io.gfile.exists(other) else []
+        if cats != self.categories:
+          raise LabelerError(f'{path} has another label map than {paths[0]}')
+
+  def _call(self, fn, images: np.ndarray) -> Dict[str, np.ndarray]:
+    out = fn(**{self._input_name: tf.constant(images)})
+    return {k: v.numpy() for k, v in out.items()}
 
   def __call__(self, images: np.ndarray) -> Dict[str, np.ndarray]:
-    """Raw serving outputs for a uint8 batch [n, h, w, 3] of one size."""
-    out = self._fn(**{self._input_name: tf.constant(images)})
-    return {k: v.numpy() for k, v in out.items()}
+    """Serving outputs for a uint8 batch [n, h, w, 3] of one size (fused over the views)."""
+    if self.num_views == 1:
+      return self._call(self._fns[0], images)
+    views = []
+    for fn in self._fns:
+      views.append(self._call(fn, images))
+      if self.flip:
+        mirrored = self._call(fn, np.ascontiguousarray(images[:, :, ::-1]))
+        boxes = mirrored['detection_boxes'].copy()
+        boxes[..., 1], boxes[..., 3] = 1.0 - mirrored['detection_boxes'][..., 3], \
+            1.0 - mirrored['detection_boxes'][..., 1]
+        views.append(dict(mirrored, detection_boxes=boxes))
+    return fuse_views(views)
+
+
+# Test-time augmentation (several views of each image): a view's detections scored below
+# FUSE_MIN_SCORE are left out of the fusion (each would add less than FUSE_MIN_SCORE / views
+# to a fused score), and boxes of one class overlapping at least FUSE_IOU are one object.
+FUSE_MIN_SCORE = 0.05
+FUSE_IOU = 0.55
+
+
+def fuse_views(views: Sequence[Dict[str, np.ndarray]], iou: float = FUSE_IOU,
+               min_score: float = FUSE_MIN_SCORE) -> Dict[str, np.ndarray]:
+  """Weighted box fusion of several views' detections of the same images.
+
+  `views`: serving outputs, boxes normalized [ymin, xmin, ymax, xmax] in the frame of the
+  original image (a mirrored view's boxes mirrored back). Per image and class, the highest
+  scored box not yet taken and every untaken box of its class overlapping it with IoU >=
+  `iou` (from any view, its own included) form one object: its box is their
+  score-weighted mean, its score their sum over the number of views, so an object seen in
+  one view of four keeps a quarter of its score. Returns the serving outputs' layout, each
+  image's objects by descending score, as many slots as one view has.
+  """
+  n, slots = views[0]['detection_scores'].shape[:2]
+  boxes = np.zeros((n, slots, 4), np.float32)
+  scores = np.zeros((n, slots), np.float32)
+  classes = np.zeros((n, slots), np.float32)
+  num = np.zeros((n,), np.float32)
+  for i in range(n):
+    b, s, c = [], [], []
+    for v in views:
+      k = int(v['num_detections'][i])
+      take = v['detection_scores'][i, :k] >= min_score
+      b.append(v['detection_boxes'][i, :k][take])
+      s.append(v['detection_scores'][i, :k][take])
+      c.append(v['detection_classes'][i, :k][take])
+    b, s, c = np.concatenate(b), np.concatenate(s), np.concatenate(c)
+    order = np.argsort(-s, kind='stable')
+    b, s, c = b[order], s[order], c[order]
+    same = (box_iou(b, b) >= iou) & (c[:, None] == c[None, :])
+    free = np.ones(len(s), bool)
+    fused = []
+    for j in range(len(s)):
+      if not free[j]:
+        continue
+      group = free & same[j]
+      group[j] = True
+      free &= ~group
+      w = s[group]
+      fused.append((float(w.sum()) / len(views), (b[group] * w[:, None]).sum(0) / w.sum(),
+                    c[j]))
+    fused.sort(key=lambda t: -t[0])
+    fused = fused[:slots]
+    num[i] = len(fused)
+    for r, (score, box, cls) in enumerate(fused):
+      scores[i, r], boxes[i, r], classes[i, r] = score, box, cls
+  return {'detection_boxes': boxes, 'detection_scores': scores,
+          'detection_classes': classes, 'num_detections': num}
 
 
 @dataclasses.dataclass
@@ -354,8 +455,8 @@ def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int
 
 
 def merge(output_dir: str, num_shards: int, teacher_path: str, categories: List[Dict],
-          threshold: float, source: str,
-          ignore_threshold: Optional[float] = None) -> Optional[Dict[str, Any]]:
+          threshold: float, source: str, ignore_threshold: Optional[float] = None,
+          flip: bool = False) -> Optional[Dict[str, Any]]:
   """Writes summary.json and the COCO JSON once every shard's sidecar exists."""
   paths = [os.path.join(output_dir, shard_name(i, num_shards) + '.json')
            for i in range(num_shards)]
@@ -375,7 +476,7 @@ def merge(output_dir: str, num_shards: int, teacher_path: str, categories: List[
   names = {int(c['id']): c['name'] for c in categories}
   num_images = sum(s['num_images'] for s in shards)
   common = {
-      'saved_model': teacher_path, 'input': source, 'threshold': threshold,
+      'saved_model': teacher_path, 'flip': flip, 'input': source, 'threshold': threshold,
       'num_shards': num_shards, 'num_images': num_images,
       'num_skipped': sum(s['num_skipped'] for s in shards),
       'skipped': [x for s in shards for x in s['skipped']],
@@ -438,13 +539,13 @@ def shard_done(output_dir: str, shard_index: int, num_shards: int) -> bool:
 def run(saved_model: str, source: str, output_dir: str, threshold: float = DEFAULT_THRESHOLD,
         num_shards: int = 1, shard_index: Optional[int] = None, batch_size: int = 64,
         progress: bool = True, teacher: Optional[Teacher] = None,
-        ignore_threshold: Optional[float] = None) -> Dict[str, Any]:
+        ignore_threshold: Optional[float] = None, flip: bool = False) -> Dict[str, Any]:
   """Labels every missing shard (or only `shard_index`); returns the summary when complete.
 
   A shard is done when its sidecar JSON exists; done shards are not redone.
   """
   check_args(source, threshold, num_shards, shard_index, ignore_threshold)
-  teacher = teacher or Teacher(saved_model)
+  teacher = teacher or Teacher(saved_model, flip)
   tf.io.gfile.makedirs(output_dir)
   todo = range(num_shards) if shard_index is None else [shard_index]
   done = 0
@@ -457,7 +558,7 @@ def run(saved_model: str, source: str, output_dir: str, threshold: float = DEFAU
   if done and progress:
     print(f'pseudo-label: {done} shard(s) already complete in {output_dir}, skipped')
   summary = merge(output_dir, num_shards, teacher.path, teacher.categories, threshold, source,
-                  ignore_threshold)
+                  ignore_threshold, flip=getattr(teacher, 'flip', False))
   return summary or {'complete': False, 'output_dir': output_dir}
 
 
@@ -478,7 +579,11 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  flags.DEFINE_string('saved_model', None, 'Exported teacher (a saved_model directory).')
+  flags.DEFINE_string('saved_model', None, 'Exported teacher (a saved_model directory); '
+                      'comma-separated, exports of one detector at several input sizes, '
+                      'whose detections are fused (test-time augmentation).')
+  flags.DEFINE_bool('flip', False, 'Also label each image mirrored and fuse the two views '
+                    '(detection; with several SavedModels, each is run both ways).')
   flags.DEFINE_string('input', None, 'Unlabeled images: TFRecord pattern(s), an image folder, '
                       'or tfds:NAME@SPLIT.')
   flags.DEFINE_string('output_dir', None, 'Where the pseudo-labeled shards go.')
@@ -500,7 +605,7 @@ def main(argv):
         raise LabelerError(f'--{name} is required')
     summary = run(FLAGS.saved_model, FLAGS.input, FLAGS.output_dir, FLAGS.threshold,
                   FLAGS.num_shards, FLAGS.shard_index, FLAGS.batch_size,
-                  ignore_threshold=FLAGS.ignore_threshold)
+                  ignore_threshold=FLAGS.ignore_threshold, flip=FLAGS.flip)
   except LabelerError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

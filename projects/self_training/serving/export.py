@@ -56,15 +56,15 @@ def check_checkpoint(checkpoint: Optional[str]) -> None:
 
 def write_saved_model(params: cfg.ExperimentConfig, checkpoint: str, export_dir: str,
                       label_map: Dict[str, Any], batch_size: Optional[int] = None,
-                      export_module=None) -> str:
+                      export_module=None, name: str = 'saved_model') -> str:
   """Model Garden's export of `checkpoint` to `export_dir/saved_model`, plus the label map.
 
   Written under a temporary name and renamed when complete, so a killed export never
   leaves a directory that looks like a SavedModel. `export_module` None: Model Garden's
   module for the task.
   """
-  final = os.path.join(export_dir, 'saved_model')
-  tmp = os.path.join(export_dir, f'.saved_model.tmp-{os.getpid()}')
+  final = os.path.join(export_dir, name)
+  tmp = os.path.join(export_dir, f'.{name}.tmp-{os.getpid()}')
   for path in (tmp, final):
     if tf.io.gfile.exists(path):
       tf.io.gfile.rmtree(path)
@@ -84,13 +84,27 @@ def write_saved_model(params: cfg.ExperimentConfig, checkpoint: str, export_dir:
   return final
 
 
+def sized_name(input_size: Optional[int]) -> str:
+  """`saved_model`, or `saved_model_<size>` for an export at another input size."""
+  return 'saved_model' if not input_size else f'saved_model_{input_size}'
+
+
 def export_detector(params: cfg.ExperimentConfig, checkpoint: str, export_dir: str,
-                    batch_size: Optional[int] = None) -> str:
-  """Writes `export_dir/saved_model` (+ label map) from one checkpoint; returns its path."""
+                    batch_size: Optional[int] = None, input_size: Optional[int] = None) -> str:
+  """Writes `export_dir/saved_model` (+ label map) from one checkpoint; returns its path.
+
+  With `input_size`, the detector runs at that square input size instead of its
+  training one and goes to `export_dir/saved_model_<size>` (the pseudo-labeler's
+  multi-scale test-time augmentation reads several).
+  """
   check_checkpoint(checkpoint)
   params = params.replace(task={'export_config': {'output_normalized_coordinates': True}})
+  if input_size:
+    params = params.replace(task={'model': {'input_size': [
+        input_size, input_size, params.task.model.input_size[2]]}})
   return write_saved_model(params, checkpoint, export_dir,
-                           {'categories': label_map_of(params)}, batch_size)
+                           {'categories': label_map_of(params)}, batch_size,
+                           name=sized_name(input_size))
 
 
 def teacher_checkpoint(model_dir: str) -> str:
@@ -132,6 +146,9 @@ def define_flags():
   flags.DEFINE_string('params_override', '', 'Model Garden params override.')
   flags.DEFINE_string('export_dir', None, 'Output directory (gets saved_model/).')
   flags.DEFINE_integer('batch_size', None, 'Fixed batch size (default: any).')
+  flags.DEFINE_integer('input_size', None, 'Export at this square input size instead of the '
+                       'training one, as saved_model_<size>/ (for the labeler\'s multi-scale '
+                       'test-time augmentation).')
 
 
 def main(argv):
@@ -143,7 +160,8 @@ def main(argv):
     checkpoint, params = checkpoint_and_params(
         FLAGS.model_dir, FLAGS.checkpoint_path, FLAGS.experiment or 'emoji_retinanet',
         FLAGS.config_file, FLAGS.params_override)
-    path = export_detector(params, checkpoint, FLAGS.export_dir, FLAGS.batch_size)
+    path = export_detector(params, checkpoint, FLAGS.export_dir, FLAGS.batch_size,
+                           FLAGS.input_size)
   except trainer.ConfigError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
