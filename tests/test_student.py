@@ -181,6 +181,21 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   assert 'threshold=0.0, this run asks for 0.3: redo it (--force=pseudo)' in other.stderr
   assert len(other.stderr.strip().splitlines()) == 1
 
+  # --pseudo_input: the student's pseudo half from human-labeled records (the ceiling run);
+  # a pattern that matches nothing is a one-line error.
+  human = emoji_scenes.split_pattern(str(tiny_data), 'train')
+  ceiling = subprocess.run(cmd + [f'--pseudo_input={human}', '--stages=student',
+                                  '--force=student', '--rounds=1'],
+                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+  assert ceiling.returncode == 0, ceiling.stderr[-3000:]
+  student = json.loads((runs / 'student' / 'result.json').read_text())
+  assert student['settings']['pseudo_input'] == human and student['steps'] == 6
+  missing = subprocess.run(cmd + [f'--pseudo_input={tmp_path}/none-*', '--stages=student',
+                                  '--force=student', '--rounds=1'],
+                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+  assert missing.returncode == 2
+  assert missing.stderr.strip() == f'error: --pseudo_input {tmp_path}/none-*: no such files'
+
 
 def test_forcing_a_stage_redoes_what_depends_on_it():
   def forced(*force):

@@ -53,6 +53,10 @@ flags.DEFINE_bool('tta_flip', _DEFAULTS.tta_flip, 'Pseudo labels also from each 
                   'mirrored, fused with the unmirrored view (test-time augmentation).')
 flags.register_validator('tta_sizes', lambda v: all(x.isdigit() and int(x) > 0 for x in v),
                          message='--tta_sizes takes positive integers, e.g. 128')
+flags.DEFINE_string('pseudo_input', '', 'The student\'s pseudo half from these TFRecords '
+                    'instead of the teacher\'s labels; a human-labeled pool (e.g. `./run.sh data '
+                    '--seed 7 --splits train --num_train 5000`) gives the ceiling of '
+                    'self-training: perfect pseudo labels.')
 flags.DEFINE_bool('label_iconic', False, 'Also pseudo-label the `iconic` pool.')
 flags.DEFINE_integer('seed', 0, 'Seed for control and student data order and augmentation.')
 flags.DEFINE_integer('rounds', 1, 'Rounds of self-training: the student of round k labels the '
@@ -79,7 +83,7 @@ def settings(data_dir: str) -> pipeline.Settings:
           FLAGS.threshold, None if FLAGS['ignore_threshold'].using_default_value
           else FLAGS.ignore_threshold),
       pseudo_splits=splits, tta_sizes=tuple(int(x) for x in FLAGS.tta_sizes),
-      tta_flip=FLAGS.tta_flip,
+      tta_flip=FLAGS.tta_flip, pseudo_input=FLAGS.pseudo_input,
       seed=FLAGS.seed, force=FLAGS.force)
 
 

@@ -66,6 +66,9 @@ class Settings:
   # sizes, and each view also mirrored; the views' detections are fused (labeler.fuse_views).
   tta_sizes: Sequence[int] = ()
   tta_flip: bool = False
+  # The student's pseudo half from these TFRecords instead of the teacher's labels: with a
+  # human-labeled pool, the ceiling of self-training (perfect pseudo labels) in this budget.
+  pseudo_input: str = ''
   pseudo_splits: Sequence[str] = (emoji_scenes.UNLABELED_SPLIT,)
   seed: int = 0
   force: Sequence[str] = ()
@@ -276,7 +279,8 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional
             'gin_params': list(s.gin_params), 'init': init_checkpoint}
   if stage == 'student':
     wanted.update(threshold=s.threshold, ignore_threshold=s.ignore_threshold,
-                  pseudo_override=s.pseudo_override)
+                  pseudo_override=s.pseudo_override, tta_flip=s.tta_flip,
+                  tta_sizes=list(s.tta_sizes), pseudo_input=s.pseudo_input)
   done = trainer.read_json(os.path.join(model_dir, RESULT))
   if done:
     same_settings(stage, model_dir, done.get('settings', {}), wanted)
@@ -409,9 +413,12 @@ def student(s: Settings, init_checkpoint: Optional[str],
             progress: Callable[[str], None] = print) -> Dict[str, Any]:
   """Trains the student on human + `pseudo` batches from `init_checkpoint` (the teacher's)."""
   from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
+  pseudo = s.pseudo_input or labeler.record_pattern(s.dir('pseudo'))
+  if s.pseudo_input and not tf.io.gfile.glob(s.pseudo_input):
+    raise trainer.ConfigError(f'--pseudo_input {s.pseudo_input}: no such files')
   return finetune(
       s, 'student', s.student_experiment, init_checkpoint,
-      join_overrides(f'task.pseudo_data.input_path={labeler.record_pattern(s.dir("pseudo"))},'
+      join_overrides(f'task.pseudo_data.input_path={pseudo},'
                      f'task.pseudo_data.seed={s.seed}', s.pseudo_override), progress)
 
 
