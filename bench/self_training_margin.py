@@ -28,7 +28,8 @@ flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds for control and student.')
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:  # e.g. a glob the shell expanded: quote it
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   trainer.quiet_logs()
   data_dir = FLAGS.data_dir or emoji_scenes.ensure_dataset()
   rows = []

@@ -197,6 +197,15 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   assert missing.stderr.strip() == f'error: --pseudo_input {tmp_path}/none-*: no such files'
 
 
+def test_an_interrupted_stage_resumes_only_with_its_own_settings(tmp_path):
+  model_dir = str(tmp_path / 'student')
+  pipeline.claim('student', model_dir, {'threshold': 0.5, 'seed': 1})
+  pipeline.claim('student', model_dir, {'threshold': 0.5, 'seed': 1})  # the same: resumes
+  with pytest.raises(trainer.ConfigError, match=r'\(an interrupted run\) was made with '
+                     r'threshold=0.5, this run asks for 0.4: redo it \(--force=student\)'):
+    pipeline.claim('student', model_dir, {'threshold': 0.4, 'seed': 1})
+
+
 def test_forcing_a_stage_redoes_what_depends_on_it():
   def forced(*force):
     return pipeline.forced_stages(pipeline.Settings(data_dir='', runs_dir='', force=force))

@@ -25,6 +25,7 @@ from projects.self_training.data import emoji_scenes
 
 STAGES = ('teacher', 'export', 'pseudo', 'control', 'student')
 RESULT = 'result.json'
+STARTED = 'started_with.json'   # a training stage's settings, written when it starts
 # Stages that fine-tune the teacher; a seed's runs of them may sit side by side.
 FINETUNE_STAGES = ('control', 'student', 'train_aug')
 # What each stage reads: forcing a stage redoes every stage that depends on it.
@@ -125,6 +126,18 @@ def fresh(settings: Settings, stage: str) -> bool:
   return False
 
 
+def claim(stage: str, model_dir: str, wanted: Dict[str, Any]) -> None:
+  """Records what a training stage starts with (`STARTED` in its directory); a killed run
+  resumes from its checkpoint only with those settings, never silently with others."""
+  path = os.path.join(model_dir, STARTED)
+  started = trainer.read_json(path)
+  if started:
+    same_settings(stage, f'{model_dir} (an interrupted run)', started, wanted)
+    return
+  tf.io.gfile.makedirs(model_dir)
+  trainer.write_json(path, wanted)
+
+
 def same_settings(stage: str, where: str, made: Dict[str, Any], wanted: Dict[str, Any]):
   """A complete stage made with other settings is an error, never silently reused."""
   for key, value in wanted.items():
@@ -176,6 +189,7 @@ def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, A
              f'{100 * done["holdout"][s.metric]:.1f} at step {done["best_step"]}), skipped')
     return done
   params = teacher_params(s)
+  claim('teacher', model_dir, wanted)
   tf_keras.utils.set_random_seed(s.seed)
   progress(f'teacher: {s.teacher_experiment}, up to {params.trainer.train_steps} steps, '
            f'held-out {s.metric_name} every {params.trainer.validation_interval}; {model_dir}')
@@ -303,6 +317,7 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional
       experiment, params_override=join_overrides(s.data_override(), schedule, extra_override,
                                         s.student_override),
       gin_files=s.gin_files, gin_params=s.gin_params)
+  claim(stage, model_dir, wanted)
   tf_keras.utils.set_random_seed(s.seed)
   start = 'from the teacher' if init_checkpoint is not None else 'from its initialization'
   progress(f'{stage}: {experiment}, {steps} steps {start}; {model_dir}')
