@@ -30,7 +30,8 @@ flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds for control, train+aug and st
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:  # e.g. `--seeds 0 1 2` (give `--seeds 0,1,2`) or an unquoted glob
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   trainer.quiet_logs()
   data_dir = emoji_scenes.resolve_data_dir(FLAGS.data_dir)
   rows = []

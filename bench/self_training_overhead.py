@@ -92,13 +92,11 @@ def main(_):
     return
   teacher = labeler.Teacher(FLAGS.saved_model)
   source = emoji_scenes.split_pattern(data_dir, emoji_scenes.UNLABELED_SPLIT)
-  items = []
-  for item in sources.iterate(source):
-    items.append(item)
-    if len(items) == FLAGS.images:
-      break
+  # The labeler labels shard 0 of `num_shards` (about `images` images); the bare call runs
+  # on the same images, decoded beforehand.
+  num_shards = max(1, sum(1 for _ in sources.iterate(source)) // FLAGS.images)
+  items = list(sources.iterate(source, 0, num_shards))
   pixels = np.stack([sources.decode(i)[0] for i in items])
-  num_shards = max(1, 5000 // len(items))  # shard 0 of these is about `images` images
   def bare():
     for k in range(0, len(pixels), 64):
       teacher(pixels[k:k + 64])
@@ -106,9 +104,8 @@ def main(_):
     with tempfile.TemporaryDirectory() as out:
       labeler.label_shard(teacher, source, out, 0, num_shards, progress=False)
   bare()  # warm-up
-  count = sum(1 for _ in sources.iterate(source, 0, num_shards))
   t_bare, t_e2e = _median_seconds([bare, end_to_end])
-  bare_ips, e2e_ips = len(pixels) / t_bare, count / t_e2e
+  bare_ips, e2e_ips = len(pixels) / t_bare, len(items) / t_e2e
   print(f'pseudo-labeling: bare SavedModel {bare_ips:.0f} img/s, end to end {e2e_ips:.0f} img/s, '
         f'ratio {e2e_ips / bare_ips:.3f} (target >= 0.9)')
   trainer.write_json(FLAGS.out, {

@@ -211,3 +211,11 @@ def test_subset_bad_input_is_one_line(tmp_path):
   assert proc.returncode != 0
   assert proc.stderr.strip().splitlines()[-1] == (
       'convert subset: error: --fraction must be in (0, 1], got 1.5')
+  # Without --output_file_prefix: an error, not Model Garden's default /tmp/train.
+  proc = subprocess.run(
+      [sys.executable, '-m', 'projects.self_training.data.convert', 'subset',
+       f'--input_pattern={tmp_path}/x-*.tfrecord', '--fraction=0.5'],
+      capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
+  assert proc.returncode != 0
+  assert proc.stderr.strip().splitlines()[-1] == (
+      'convert subset: error: --output_file_prefix is required (where to write the TFRecords)')

@@ -292,8 +292,9 @@ def test_one_worker_per_shard_then_merge(pool, tmp_path):
   assert len(set(ids)) == 10
   # Fake scores: m and 1 - m for the two boxes, 0.2 for the third: exactly one of the
   # first two passes 0.5 unless m == 0.5; the third never does.
-  assert summary['num_boxes'] >= 10 - summary['num_empty_images']
-  assert summary['boxes_per_class']
+  assert summary['num_boxes'] == 10 and summary['num_empty_images'] == 0
+  assert sum(summary['boxes_per_class'].values()) == 10
+  assert set(summary['boxes_per_class']) <= {'person', 'dog'}
 
 
 def test_corrupt_and_odd_images_in_a_folder(tmp_path):

@@ -84,6 +84,8 @@ def test_segmentation_pipeline_end_to_end_at_tiny_size(tiny_voc, tmp_path):
   assert pseudo['task'] == 'segmentation' and pseudo['num_images'] == 8
   assert 0.0 <= pseudo['ignored_pixel_fraction'] <= 1.0
   assert pseudo['num_pixels'] == 8 * 64 * 64
+  # The histogram is over the labeled (not ignored) pixels: empty only if all are ignored.
+  assert bool(pseudo['class_histogram']) == (pseudo['ignored_pixel_fraction'] < 1.0)
   if pseudo['class_histogram']:
     assert sum(pseudo['class_histogram'].values()) == pytest.approx(1.0, abs=1e-4)
   label_map = json.loads((runs / 'export' / 'saved_model' / 'assets.extra' /

@@ -202,7 +202,9 @@ flags.DEFINE_string('model_id', 'b7', 'EfficientNet model id (b0..b7, l2), or Re
 flags.DEFINE_bool('use_ema', True, 'Use the ExponentialMovingAverage copies when present.')
 
 
-def main(_):
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if not FLAGS.input or not FLAGS.output:
     print('error: convert_checkpoint needs --input and --output', file=sys.stderr)
     sys.exit(2)

@@ -389,6 +389,10 @@ def main(argv):
   fl = flags.FLAGS
   command = argv[1]
   try:
+    # Model Garden's create_coco_tf_record defaults it to /tmp/train: never write there
+    # (over an earlier conversion) unasked.
+    if not fl['output_file_prefix'].present:
+      raise ValueError('--output_file_prefix is required (where to write the TFRecords)')
     if command == 'coco':
       summary = convert_coco([d for d in fl.image_dir if d], fl.object_annotations_file,
                              fl.output_file_prefix, fl.num_shards, fl.include_masks,
@@ -397,7 +401,7 @@ def main(argv):
       summary = convert_images(fl.input_dir, fl.output_file_prefix, fl.num_shards,
                                fl.source_id_offset, fl.num_processes)
     elif command == 'subset':
-      if fl.fraction is None or not fl.input_pattern or not fl.output_file_prefix:
+      if fl.fraction is None or not fl.input_pattern:
         raise ValueError('subset needs --input_pattern, --fraction and --output_file_prefix')
       summary = subset_split(fl.input_pattern, fl.fraction, fl.output_file_prefix,
                              fl['num_shards'].value if fl['num_shards'].present else 1,
