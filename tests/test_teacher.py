@@ -1,11 +1,17 @@
 """A tiny teacher trains to its plateau, resumes, and evaluates end to end on generated data."""
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
+import tf_keras
+
+from official.core import task_factory
 
 from projects.self_training import pipeline
 from projects.self_training import trainer
@@ -72,3 +78,45 @@ def test_train_cli_modes(tiny_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / f'metrics_{mode}.json').read_text())
     assert metrics['global_step'] == 6 and 'AP' in metrics
+
+
+def _first_batches(params, seed, num_batches=6):
+  """Digests of the first training batches (images and box targets) from `seed`."""
+  tf_keras.utils.set_random_seed(seed)
+  task = task_factory.get_task(params.task)
+  digests = []
+  for images, labels in task.build_inputs(params.task.train_data).take(num_batches):
+    digests.append(hashlib.md5(images.numpy().tobytes() + tf.concat(
+        [tf.reshape(v, [-1]) for v in labels['box_targets'].values()], 0).numpy().tobytes()
+                               ).hexdigest())
+  return digests
+
+
+def test_the_same_seed_gives_the_same_augmented_batches(tiny_data):
+  # Scale jitter over the whole range, so that any difference in the draws shows.
+  params = _params(tiny_data, ',task.train_data.parser.aug_scale_min=0.5,'
+                   'task.train_data.parser.aug_scale_max=2.0')
+  assert params.task.reproducible_inputs
+  assert trainer.build_params('emoji_retinanet_student').task.reproducible_inputs
+  first = _first_batches(params, seed=0)
+  assert len(first) == 6 and len(set(first)) == 6
+  assert _first_batches(params, seed=0) == first
+  assert _first_batches(params, seed=1) != first
+
+
+def test_the_same_seed_trains_the_same_teacher(tiny_data, tmp_path):
+  params = _params(tiny_data)
+  weights, histories = [], []
+  for run in ('a', 'b'):
+    tf_keras.utils.set_random_seed(0)
+    result = trainer.train_to_plateau(params, str(tmp_path / run), progress=lambda _: None)
+    histories.append([{k: v for k, v in h.items() if k not in ('images_per_second',
+                                                             'train_seconds')}
+                      for h in result['history']])
+    reader = tf.train.load_checkpoint(result['best_checkpoint'])
+    weights.append({k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+                    if k.startswith(('backbone/', 'decoder/', 'head/'))})
+  assert histories[0] == histories[1]
+  assert weights[0].keys() == weights[1].keys() and len(weights[0]) > 10
+  for k, v in weights[0].items():
+    np.testing.assert_array_equal(v, weights[1][k], err_msg=k)

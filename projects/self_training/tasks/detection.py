@@ -1,13 +1,14 @@
-"""Model Garden's RetinaNet task with the focal loss computed by one fused op.
+"""Model Garden's RetinaNet task: the focal loss by one fused op, reproducible inputs.
 
 Every detection experiment of this project (teacher, control, student, joint; embedded and
 full scale) runs this task or a subclass of it. It is the official `RetinaNetTask`
-(model, inputs, evaluation, export) with one change: with `losses.fused_focal_loss` (the
-default) the focal term of `build_losses` is `losses/focal_loss.focal_loss_sum`, the same
-loss with a hand-written gradient: 1.23x per embedded training step on this CPU, where the
-focal loss over 91 classes x 9 anchors was a third of the step. Normalization, box loss
-and regularization are the official task's; `tests/test_focal_loss.py` checks that the losses
-and gradients equal the official task's.
+(model, inputs, evaluation, export) with two changes. `reproducible_inputs` runs the
+training input pipeline on one thread (the same seed, the same augmented images). With
+`losses.fused_focal_loss` (the default) the focal term of `build_losses` is
+`losses/focal_loss.focal_loss_sum`, the same loss with a hand-written gradient: 1.23x per
+embedded training step on this CPU, where the focal loss over 91 classes x 9 anchors was a
+third of the step. Normalization, box loss and regularization are the official task's;
+`tests/test_focal_loss.py` checks that the losses and gradients equal the official task's.
 """
 
 from typing import Any, Mapping, Optional
@@ -26,6 +27,16 @@ from projects.self_training.losses import focal_loss
 @task_factory.register_task_cls(rn_configs.RetinaNetTask)
 class RetinaNetTask(retinanet.RetinaNetTask):
   """The official RetinaNet task; its focal loss fused when `losses.fused_focal_loss`."""
+
+  def build_inputs(self, params, input_context: Optional[tf.distribute.InputContext] = None):
+    """The official inputs; training ones on one private thread with `reproducible_inputs`
+    (the same seed, the same augmented images; see the config)."""
+    dataset = super().build_inputs(params, input_context)
+    if params.is_training and self.task_config.reproducible_inputs:
+      options = tf.data.Options()
+      options.threading.private_threadpool_size = 1
+      dataset = dataset.with_options(options)
+    return dataset
 
   def build_losses(self, outputs: Mapping[str, Any], labels: Mapping[str, Any],
                    aux_losses: Optional[Any] = None):
