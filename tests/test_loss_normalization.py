@@ -48,6 +48,25 @@ def test_first_step_sets_the_emas_to_the_losses():
   assert float(loss) == pytest.approx(3.0)
 
 
+@pytest.mark.parametrize('bad', [0.0, float('nan'), float('inf')])
+def test_a_zero_or_non_finite_loss_leaves_the_emas_alone(bad):
+  # A zero pseudo loss on the first step used to set EMA(L_p) = 0, so the next step's
+  # pseudo weight was EMA(L_h) / 1e-12; a NaN stayed in the EMAs for good.
+  norm = LossNormalization(alpha=1.0, ema_decay=0.9)
+  loss, logs = norm(tf.constant(2.0), tf.constant(bad))
+  assert int(norm.num_updates.numpy()) == 0
+  if bad == 0.0:
+    assert float(loss) == pytest.approx(1.0)  # (2 + 1 * 1 * 0) / 2: weight 1, no EMA yet
+  _, logs = norm(tf.constant(3.0), tf.constant(12.0))
+  assert float(logs['ema_human_loss']) == 3.0 and float(logs['ema_pseudo_loss']) == 12.0
+  assert float(logs['pseudo_weight']) == pytest.approx(0.25 / 2)
+  # Later bad steps, on either half, change nothing either.
+  for lh, lp in ((bad, 5.0), (4.0, bad)):
+    _, logs = norm(tf.constant(lh), tf.constant(lp))
+    assert float(logs['ema_human_loss']) == 3.0 and float(logs['ema_pseudo_loss']) == 12.0
+  assert int(norm.num_updates.numpy()) == 1
+
+
 def test_alpha_zero_is_exactly_the_human_loss():
   norm = LossNormalization(alpha=0.0)
   for lh, lp in STEPS + [(0.3, float('inf'))]:

@@ -121,6 +121,55 @@ def test_student_starts_from_the_teacher_and_checkpoints_its_emas(tiny_data, emp
   assert any('loss_normalization' in n and 'ema_pseudo_loss' in n for n in names)
 
 
+def test_one_call_on_both_halves_equals_two_calls_on_identical_halves(tiny_data):
+  """`concat_halves`: one model call on the concatenated batch. With the same images and
+  labels in both halves, batch-norm statistics over the whole batch equal each half's, so
+  losses and updated weights must equal those of two calls."""
+  source = emoji_scenes.split_pattern(tiny_data, 'train')
+  results, start = [], None
+  for concat in (False, True):
+    params = _params('emoji_retinanet_student', tiny_data,
+                     f'task.pseudo_data.input_path={source},task.concat_halves={concat}')
+    task = task_factory.get_task(params.task)
+    model = task.build_model()
+    model(tf.zeros([1, 64, 64, 3]), training=False)
+    if start is None:
+      human = next(iter(task.build_inputs(params.task.train_data)))[0]
+      start = model.get_weights()
+    model.set_weights(start)
+    logs = task.train_step((human, human), model, _sgd(),
+                           metrics=task.build_metrics(training=True))
+    results.append((model, logs))
+  (m2, l2), (m1, l1) = results
+  for name in ('human_loss', 'pseudo_loss', 'total_loss'):
+    assert float(l1[name]) == pytest.approx(float(l2[name]), rel=1e-5), name
+  assert float(l1['human_loss']) == pytest.approx(float(l1['pseudo_loss']), rel=1e-6)
+  for a, b in zip(m1.trainable_variables, m2.trainable_variables):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.name)
+
+
+def test_control_and_student_follow_the_teachers_schedule_by_default(tiny_data):
+  """The paper's protocol: as long as the teacher, at its learning rate and warm-up, the
+  same plateau rule; explicit settings win; the student's EMA horizon follows its length."""
+  from projects.self_training.configs import student as student_cfg  # pylint: disable=g-import-not-at-top
+  s = pipeline.Settings(data_dir=tiny_data, runs_dir='', teacher_override=TINY)
+  plan = pipeline.finetune_schedule(s)
+  teacher = pipeline.teacher_params(s).trainer
+  assert plan == {'steps': 6, 'learning_rate': teacher.optimizer_config.learning_rate.cosine
+                  .initial_learning_rate, 'warmup_steps': 1, 'eval_interval': 3,
+                  'patience': s.plateau_patience}
+  other = pipeline.finetune_schedule(pipeline.Settings(
+      data_dir=tiny_data, runs_dir='', teacher_override=TINY, student_steps=4,
+      student_learning_rate=0.01, student_warmup_steps=2, eval_interval=2,
+      finetune_patience=7))
+  assert other == {'steps': 4, 'learning_rate': 0.01, 'warmup_steps': 2, 'eval_interval': 2,
+                   'patience': 7}
+  # The paper's 0.9997 over its 90k-step students; the same fraction of a shorter run.
+  assert student_cfg.ema_decay_for(90_000) == pytest.approx(0.9997)
+  assert 1 / (1 - student_cfg.ema_decay_for(4000)) == pytest.approx(4000 / 27, rel=1e-3)
+  assert student_cfg.ema_decay_for(6) == 0.0
+
+
 def test_student_requires_pseudo_data(tiny_data):
   params = _params('emoji_retinanet_student', tiny_data, 'task.pseudo_data.input_path=')
   task = task_factory.get_task(params.task)

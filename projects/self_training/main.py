@@ -35,10 +35,16 @@ flags.DEFINE_multi_string('gin_file', [], 'Gin files for every stage, e.g. gin/a
 flags.DEFINE_multi_string('gin_params', [], 'Gin bindings.')
 flags.DEFINE_string('params_override', '', 'Teacher params override (YAML or a=b,...).')
 flags.DEFINE_string('student_override', '', 'Params override for control and student.')
+flags.DEFINE_string('student_only_override', '', 'Params override for the student alone '
+                    '(e.g. task.concat_halves=true).')
 flags.DEFINE_integer('plateau_patience', _DEFAULTS.plateau_patience,
-                     'Held-out evals without improvement before the teacher stops.')
+                     'Held-out evals without improvement before a model (teacher, control, '
+                     'student) stops.')
 flags.DEFINE_integer('student_steps', _DEFAULTS.student_steps,
-                     'Training steps of the student and of the supervised control.')
+                     'Most training steps of the student and of the supervised control '
+                     '(0: as many as the teacher\'s schedule, as in the paper).')
+flags.DEFINE_float('student_learning_rate', None, 'Peak learning rate of control and student '
+                   '(default: the teacher\'s, as in the paper).')
 flags.DEFINE_float('alpha', None, 'Pseudo-loss weight alpha (default: the experiment\'s).')
 flags.DEFINE_float('pseudo_background_weight', None, 'Classification weight of the background '
                    'anchors of pseudo-labeled images (default: the experiment\'s, 1).')
@@ -69,7 +75,8 @@ def settings(data_dir: str) -> pipeline.Settings:
   pseudo_override = pipeline.join_overrides(
       '' if FLAGS.alpha is None else f'task.loss_normalization.alpha={FLAGS.alpha}',
       '' if FLAGS.pseudo_background_weight is None
-      else f'task.pseudo_background_weight={FLAGS.pseudo_background_weight}')
+      else f'task.pseudo_background_weight={FLAGS.pseudo_background_weight}',
+      FLAGS.student_only_override)
   splits = [emoji_scenes.UNLABELED_SPLIT] + ([emoji_scenes.ICONIC_SPLIT]
                                              if FLAGS.label_iconic else [])
   return pipeline.Settings(
@@ -78,7 +85,8 @@ def settings(data_dir: str) -> pipeline.Settings:
       gin_params=FLAGS.gin_params, teacher_override=FLAGS.params_override,
       student_override=FLAGS.student_override, pseudo_override=pseudo_override,
       plateau_patience=FLAGS.plateau_patience,
-      student_steps=FLAGS.student_steps, threshold=FLAGS.threshold,
+      student_steps=FLAGS.student_steps, student_learning_rate=FLAGS.student_learning_rate,
+      threshold=FLAGS.threshold,
       ignore_threshold=pipeline.ignore_threshold_for(
           FLAGS.threshold, None if FLAGS['ignore_threshold'].using_default_value
           else FLAGS.ignore_threshold),

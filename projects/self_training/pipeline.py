@@ -20,6 +20,8 @@ from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence
 import tensorflow as tf
 import tf_keras
 
+from official.core import exp_factory
+
 from projects.self_training import trainer
 from projects.self_training.data import emoji_scenes
 
@@ -55,10 +57,16 @@ class Settings:
   student_override: str = ''     # applies to control and student alike
   pseudo_override: str = ''      # the student's alone: alpha, pseudo_background_weight, ...
   plateau_patience: int = 3
-  student_steps: int = 800
-  student_learning_rate: float = 0.04
-  student_warmup_steps: int = 50
-  eval_interval: int = 200
+  # The paper's student protocol (Section 3.2, Appendix H): control and student start from
+  # the teacher and train as long as it did (0: the teacher's schedule), at its learning rate
+  # and warm-up (None: the teacher's), each stopped by the same plateau rule as the teacher
+  # (`finetune_patience` held-out evals without gain; None: `plateau_patience`) and kept at
+  # its best held-out checkpoint. `eval_interval` None: the teacher's.
+  student_steps: int = 0
+  student_learning_rate: Optional[float] = None
+  student_warmup_steps: Optional[int] = None
+  finetune_patience: Optional[int] = None
+  eval_interval: Optional[int] = None
   threshold: float = 0.5
   # Pseudo boxes scored in [ignore_threshold, threshold) are ignore regions (no loss): chosen
   # on `holdout` over 3 seeds from the plateaued teacher (README); None or = threshold: none.
@@ -278,19 +286,51 @@ def pseudo_quality(s: Settings, saved_model: str,
   return result
 
 
+def finetune_schedule(s: Settings) -> Dict[str, Any]:
+  """Steps, learning rate, warm-up, eval interval and patience of control and student: the
+  teacher's schedule (its experiment with `teacher_override`) where `s` leaves them unset."""
+  t = teacher_params(s).trainer
+  opt = t.optimizer_config
+  steps = s.student_steps or t.train_steps
+  return {
+      'steps': steps,
+      'learning_rate': (opt.learning_rate.cosine.initial_learning_rate
+                        if s.student_learning_rate is None else s.student_learning_rate),
+      'warmup_steps': (opt.warmup.linear.warmup_steps if s.student_warmup_steps is None
+                       else s.student_warmup_steps),
+      'eval_interval': min(steps, s.eval_interval or t.validation_interval),
+      'patience': s.plateau_patience if s.finetune_patience is None else s.finetune_patience,
+  }
+
+
+def _has_loss_normalization(experiment: str) -> bool:
+  try:
+    return hasattr(exp_factory.get_exp_config(experiment).task, 'loss_normalization')
+  except (KeyError, LookupError):
+    return False  # build_params reports the unknown name in one line
+
+
 def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional[str],
              extra_override: str = '', progress: Callable[[str], None] = print) -> Dict[str, Any]:
-  """Trains `experiment` from `init_checkpoint` for `student_steps` steps (control/student).
+  """Trains `experiment` from `init_checkpoint` (control/student): the teacher's schedule
+  unless `s` says otherwise (`finetune_schedule`), stopped by the plateau rule, best
+  held-out checkpoint kept.
 
-  With `init_checkpoint` None the model starts as the experiment (and its gin init) says:
-  random weights for Rand Init, the paper's Table 10 "student from random".
+  A student's loss-normalization EMA decay follows its length (`student_cfg.ema_decay_for`)
+  unless an override sets it. With `init_checkpoint` None the model starts as the
+  experiment (and its gin init) says: random weights for Rand Init, the paper's Table 10
+  "student from random".
   """
+  from projects.self_training.configs import student as student_cfg  # pylint: disable=g-import-not-at-top
   fresh(s, stage)
   model_dir = s.dir(stage)
-  wanted = {'experiment': experiment, 'steps': s.student_steps,
-            'learning_rate': s.student_learning_rate, 'warmup_steps': s.student_warmup_steps,
-            'seed': s.seed, 'override': s.student_override, 'gin_files': list(s.gin_files),
-            'gin_params': list(s.gin_params), 'init': init_checkpoint}
+  plan = finetune_schedule(s)
+  steps, lr, warmup = plan['steps'], plan['learning_rate'], plan['warmup_steps']
+  wanted = {'experiment': experiment, 'steps': steps, 'learning_rate': lr,
+            'warmup_steps': warmup, 'eval_interval': plan['eval_interval'],
+            'patience': plan['patience'], 'seed': s.seed, 'override': s.student_override,
+            'gin_files': list(s.gin_files), 'gin_params': list(s.gin_params),
+            'init': init_checkpoint}
   if stage == 'student':
     wanted.update(threshold=s.threshold, ignore_threshold=s.ignore_threshold,
                   pseudo_override=s.pseudo_override, tta_flip=s.tta_flip,
@@ -301,31 +341,31 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional
     progress(f'{stage}: complete in {model_dir} (val {s.metric_name} '
              f'{100 * done["val"][s.metric]:.1f}), skipped')
     return done
-  steps = s.student_steps
   schedule = (f'trainer.train_steps={steps},'
-              f'trainer.validation_interval={s.eval_interval},'
+              f'trainer.validation_interval={plan["eval_interval"]},'
               f'trainer.optimizer_config.learning_rate.cosine.decay_steps={steps},'
-              f'trainer.optimizer_config.learning_rate.cosine.initial_learning_rate='
-              f'{s.student_learning_rate},'
-              f'trainer.optimizer_config.warmup.linear.warmup_steps={s.student_warmup_steps},'
-              f'trainer.optimizer_config.warmup.linear.warmup_learning_rate='
-              f'{s.student_learning_rate / 10},'
+              f'trainer.optimizer_config.learning_rate.cosine.initial_learning_rate={lr},'
+              f'trainer.optimizer_config.warmup.linear.warmup_steps={warmup},'
+              f'trainer.optimizer_config.warmup.linear.warmup_learning_rate={lr / 10},'
               f'task.train_data.seed={s.seed}')
   if init_checkpoint is not None:
     schedule += f',task.init_checkpoint={init_checkpoint},task.init_checkpoint_modules=all'
+  if _has_loss_normalization(experiment):
+    schedule += f',task.loss_normalization.ema_decay={student_cfg.ema_decay_for(steps)}'
   params = trainer.build_params(
       experiment, params_override=join_overrides(s.data_override(), schedule, extra_override,
-                                        s.student_override),
+                                                 s.student_override),
       gin_files=s.gin_files, gin_params=s.gin_params)
   claim(stage, model_dir, wanted)
   tf_keras.utils.set_random_seed(s.seed)
   start = 'from the teacher' if init_checkpoint is not None else 'from its initialization'
-  progress(f'{stage}: {experiment}, {steps} steps {start}; {model_dir}')
-  result = trainer.train_to_plateau(params, model_dir,
-                                    trainer.Plateau(metric=s.metric, patience=10 ** 6),
-                                    progress=lambda line: progress('  ' + line))
+  progress(f'{stage}: {experiment}, up to {steps} steps {start} (lr {lr:g}, plateau after '
+           f'{plan["patience"]} held-out evals without gain); {model_dir}')
+  result = trainer.train_to_plateau(
+      params, model_dir, trainer.Plateau(metric=s.metric, patience=plan['patience']),
+      progress=lambda line: progress('  ' + line))
   summary = _summary(params, result, s, experiment=experiment, steps=steps,
-                     seed=s.seed, settings=wanted)
+                     stopped=result['stopped'], seed=s.seed, settings=wanted)
   trainer.write_json(os.path.join(model_dir, RESULT), summary)
   return summary
 

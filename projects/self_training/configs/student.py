@@ -28,11 +28,26 @@ EMBEDDED_RUNS_DIR = os.path.join(
         __file__))))), 'runs')
 
 
+# Appendix B: the moving averages decay at 0.9997, a horizon of 1 / (1 - 0.9997) = 3333
+# steps, which is 1/27 of the paper's 90k-step students (Appendix H, Table 2).
+PAPER_EMA_DECAY = 0.9997
+PAPER_STUDENT_STEPS = 90_000
+EMA_HORIZON_FRACTION = 1.0 / (1.0 - PAPER_EMA_DECAY) / PAPER_STUDENT_STEPS
+
+
+def ema_decay_for(train_steps: int) -> float:
+  """The EMA decay whose horizon is the same fraction of a `train_steps` run as the paper's
+  (0.9997 at 90k steps): a 4000-step student averages over its last ~148 steps, where 0.9997
+  would still hold 30% of its first step's loss at the end."""
+  horizon = EMA_HORIZON_FRACTION * max(int(train_steps), 1)
+  return round(max(0.0, 1.0 - 1.0 / horizon), 8)  # under 27 steps: no averaging at all
+
+
 @dataclasses.dataclass
 class LossNormalization(hyperparams.Config):
   """L = 1/(1+alpha) (L_h + alpha EMA(L_h)/EMA(L_p) L_p); `normalize=False`: L_h + alpha L_p."""
   alpha: float = 1.0
-  ema_decay: float = 0.9997
+  ema_decay: float = PAPER_EMA_DECAY
   normalize: bool = True
 
 
@@ -45,6 +60,9 @@ class SelfTrainingRetinaNetTask(retinanet.RetinaNetTask):
   # the paper; below 1 trusts less the teacher's "nothing here", which at threshold 0.5 is
   # also said of most objects it missed. Human-labeled images keep weight 1.
   pseudo_background_weight: float = 1.0
+  # One model call on the human and pseudo halves together (batch norm over both) instead
+  # of one call per half.
+  concat_halves: bool = False
 
 
 def pseudo_batch_size(task) -> int:

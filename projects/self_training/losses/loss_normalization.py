@@ -30,7 +30,8 @@ class LossNormalization(tf_keras.layers.Layer):
       loss, logs = normalizer(human_loss, pseudo_loss)
 
   The first call sets each EMA to that step's loss (no bias toward zero); later calls
-  apply `ema = decay * ema + (1 - decay) * loss`.
+  apply `ema = decay * ema + (1 - decay) * loss`. A step with a zero or non-finite loss on
+  either half leaves the EMAs (and the update count) unchanged.
   """
 
   def __init__(self, alpha: float = 1.0, ema_decay: float = 0.9997, normalize: bool = True,
@@ -54,13 +55,22 @@ class LossNormalization(tf_keras.layers.Layer):
                                        dtype=tf.int64, **variable)
 
   def _update(self, human: tf.Tensor, pseudo: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Updates both EMAs from a step whose losses are both finite and positive; any other
+    step leaves them as they were. A zero pseudo loss (a pseudo batch with nothing to learn)
+    would otherwise become EMA(L_p) = 0 on a first step, an EMA ratio of ~1e4 on the next,
+    decaying over thousands of steps; a NaN would stay in the EMA for good."""
+    usable = tf.logical_and(
+        tf.reduce_all(tf.math.is_finite(tf.stack([human, pseudo]))),
+        tf.logical_and(human > 0.0, pseudo > 0.0))
     first = tf.equal(self.num_updates, 0)
     d = self.ema_decay
     ema_h = tf.where(first, human, d * self.ema_human_loss + (1.0 - d) * human)
     ema_p = tf.where(first, pseudo, d * self.ema_pseudo_loss + (1.0 - d) * pseudo)
+    ema_h = tf.where(usable, ema_h, self.ema_human_loss)
+    ema_p = tf.where(usable, ema_p, self.ema_pseudo_loss)
     self.ema_human_loss.assign(ema_h)
     self.ema_pseudo_loss.assign(ema_p)
-    self.num_updates.assign_add(1)
+    self.num_updates.assign_add(tf.cast(usable, tf.int64))
     return ema_h, ema_p
 
   def call(self, human_loss: tf.Tensor,
@@ -74,7 +84,9 @@ class LossNormalization(tf_keras.layers.Layer):
       means = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, means)
     ema_h, ema_p = self._update(*means)
     if self.normalize:
-      ratio = tf.stop_gradient(ema_h / tf.maximum(ema_p, _EPSILON))
+      # Before the first usable step there is no average to rescale by: weight 1.
+      ratio = tf.where(tf.equal(self.num_updates, 0), 1.0,
+                       tf.stop_gradient(ema_h / tf.maximum(ema_p, _EPSILON)))
       pseudo_weight = self.alpha * ratio / (1.0 + self.alpha)
       loss = human_loss
       if self.alpha:  # alpha = 0 is exactly L_h, whatever L_p is.

@@ -5,8 +5,9 @@ A student step reads one batch of human labels (`train_data`) and one of pseudo 
 half, computes the task's own loss separately for the two halves (L_h, L_p), and combines
 them with the paper's loss normalization (`losses.loss_normalization.LossNormalization`).
 The two halves go through the model as two calls, so batch-norm statistics are those of
-each half; with alpha = 0 loss and gradients are exactly the supervised task's on the
-human batch.
+each half (with alpha = 0 loss and gradients are exactly the supervised task's on the
+human batch), or with the task config's `concat_halves` as one call on the concatenated
+batch: one batch norm over all of it, as a 512-image TPU batch has.
 
 `SelfTrainingMixin` goes before a Model Garden task class in the bases:
 
@@ -74,12 +75,11 @@ class SelfTrainingMixin:
     normalizer = getattr(model, NORMALIZER_ATTR)
     with tf.GradientTape() as tape:
       halves = {}
-      for key, images, labels in (('human', human_images, human_labels),
-                                  ('pseudo', pseudo_images, pseudo_labels)):
-        outputs = model(images, training=True)
-        outputs = tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), outputs)
-        half, parts = half_loss(outputs, labels)
-        halves[key] = {'outputs': outputs, 'labels': labels, 'loss': half, 'parts': parts}
+      outputs = self._forward(model, human_images, pseudo_images)
+      for key, labels in (('human', human_labels), ('pseudo', pseudo_labels)):
+        half, parts = half_loss(outputs[key], labels)
+        halves[key] = {'outputs': outputs[key], 'labels': labels, 'loss': half,
+                       'parts': parts}
       combined, st_logs = normalizer(halves['human']['loss'], halves['pseudo']['loss'])
       loss = combined
       if model.losses:
@@ -90,6 +90,19 @@ class SelfTrainingMixin:
       scaled_loss = scale_loss(loss, optimizer)
     apply_scaled_gradients(tape, scaled_loss, model, optimizer)
     return loss, dict(st_logs, model_loss=combined), halves
+
+
+  def _forward(self, model: tf_keras.Model, human_images, pseudo_images) -> Dict[str, Any]:
+    """The model's float32 outputs on each half: two calls, or with `concat_halves` one call
+    on both halves together (one batch-norm over the whole batch), split back."""
+    cast = lambda out: tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), out)
+    if not getattr(self.task_config, 'concat_halves', False):
+      return {'human': cast(model(human_images, training=True)),
+              'pseudo': cast(model(pseudo_images, training=True))}
+    n = tf.shape(human_images)[0]
+    both = cast(model(tf.concat([human_images, pseudo_images], axis=0), training=True))
+    return {'human': tf.nest.map_structure(lambda x: x[:n], both),
+            'pseudo': tf.nest.map_structure(lambda x: x[n:], both)}
 
 
 def scale_loss(loss: tf.Tensor, optimizer) -> tf.Tensor:
