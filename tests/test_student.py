@@ -311,6 +311,18 @@ def test_ignore_boxes_get_no_loss(tiny_data, tmp_path):
   np.testing.assert_allclose(light['cls_weights'].numpy()[background], 0.25)
   np.testing.assert_array_equal(light['cls_weights'].numpy()[real], 1.0)
   np.testing.assert_array_equal(light['box_weights'].numpy(), masked['box_weights'].numpy())
+  # Weighted by the teacher's score: the kept box's anchors weigh 0.9, background 1, the
+  # ignore box's still 0; read through Model Garden's decoder and anchor labeler.
+  params.task.pseudo_background_weight = 1.0
+  params.task.pseudo_score_weight = True
+  scored_task = task_factory.get_task(params.task)
+  _, (_, scored_labels) = next(iter(scored_task.build_inputs(params.task.train_data)))
+  scored = scored_task.pseudo_label_weights(scored_labels)
+  assert 'attribute_targets' not in scored
+  np.testing.assert_allclose(scored['cls_weights'].numpy()[real], 0.9, rtol=1e-6)
+  np.testing.assert_allclose(scored['box_weights'].numpy()[real], 0.9, rtol=1e-6)
+  assert scored['cls_weights'].numpy()[ignored].sum() == 0
+  np.testing.assert_array_equal(scored['cls_weights'].numpy()[background], 1.0)
 
 
 def test_default_ignore_band_never_reaches_above_the_threshold():

@@ -7,6 +7,8 @@
                        a pseudo batch size of 0 (the default) means as many as the human
   loss_normalization   alpha, EMA decay, and normalized vs standard loss (Appendix B)
   pseudo_background_weight  the background anchors' weight in the pseudo half (default 1)
+  pseudo_score_weight  each pseudo box's anchors weigh its teacher score (default off)
+  concat_halves        one model call on both halves (default: one call per half)
 
 The student starts from the teacher's checkpoint (`init_checkpoint`, all modules: the
 paper's default) or, with `init_checkpoint=''`, from random weights.
@@ -63,6 +65,9 @@ class SelfTrainingRetinaNetTask(retinanet.RetinaNetTask):
   # One model call on the human and pseudo halves together (batch norm over both) instead
   # of one call per half.
   concat_halves: bool = False
+  # Each pseudo box's anchors weigh its teacher score (classification and box loss); False,
+  # as in the paper: every kept box weighs 1. Needs records from this project's labeler.
+  pseudo_score_weight: bool = False
 
 
 def pseudo_batch_size(task) -> int:

@@ -11,8 +11,9 @@ pixels and the class pixel histogram.
 
 Detection: boxes with score >= `--threshold` (the paper's hard threshold, 0.5) are kept and written
 as TFRecords in the schema of the human labels (Model Garden's `tf_example_decoder` reads
-both), with the score in `image/object/bbox/confidence`. Images with no kept box are still
-written: they teach background.
+both), with the score in `image/object/bbox/confidence` and, in per mille, in the attribute
+`image/object/attribute/score_permille` (what a student with `pseudo_score_weight` reads).
+Images with no kept box are still written: they teach background.
 
 With `--ignore_threshold` below `--threshold`, boxes scored in between are written too,
 with class `IGNORE_CLASS` (-2): the student gives the anchors they match no loss at all,
@@ -72,6 +73,10 @@ DEFAULT_THRESHOLD = 0.5
 IGNORE_CLASS = -2
 # An uncertain box overlapping a kept one at least this much is the same object: dropped.
 DUPLICATE_IOU = 0.5
+# Each box's teacher score, also as a per-object attribute (`image/object/attribute/NAME`):
+# Model Garden's decoder reads attributes as integers and its anchor labeler carries them to
+# every anchor a box matches, which is what a student weighting boxes by score needs.
+SCORE_ATTRIBUTE = 'score_permille'
 
 
 class LabelerError(ValueError):
@@ -224,6 +229,8 @@ class Labeled:
     areas = (b[:, 2] - b[:, 0]) * self.height * (b[:, 3] - b[:, 1]) * self.width
     builder.add_floats_feature('image/object/area', areas.tolist())
     builder.add_ints_feature('image/object/is_crowd', [0] * len(b))
+    builder.add_ints_feature(f'image/object/attribute/{SCORE_ATTRIBUTE}',
+                             np.round(1000 * self.scores).astype(np.int64).tolist())
     return builder.example.SerializeToString(deterministic=True)
 
   def stats(self) -> Dict[str, Any]:

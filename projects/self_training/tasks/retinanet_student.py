@@ -5,14 +5,15 @@ Each training step reads one batch from `train_data` (human labels) and one from
 computes the RetinaNet loss (focal + box, each normalized by its own half's
 positives) separately for the two halves, and combines them with `LossNormalization`.
 The two halves go through the model as two calls, so batch-norm statistics are those of
-each half; with alpha = 0 the loss and gradients are the official task's on the human batch
-(to float rounding: the focal term is `tasks/detection.py`'s fused op). Evaluation is the
-official task's.
+each half (with `concat_halves`, one call on both); with alpha = 0 the loss and gradients
+are the official task's on the human batch (to float rounding: the focal term is
+`tasks/detection.py`'s fused op). Evaluation is the official task's.
 
 Anchors that Model Garden's anchor labeler matched to an "ignore" pseudo box (class
 IGNORE_CLASS, written by the labeler for scores between --ignore_threshold and
 --threshold) get no classification or box loss, and do not count as positives; with
-`pseudo_background_weight` below 1, background anchors of the pseudo half weigh less.
+`pseudo_background_weight` below 1, background anchors of the pseudo half weigh less; with
+`pseudo_score_weight`, the anchors of each pseudo box weigh the teacher's score for it.
 """
 
 from typing import Any, List, Optional
@@ -25,6 +26,7 @@ from official.vision.losses import loss_utils
 
 from projects.self_training.configs import student as student_cfg
 from projects.self_training.pseudo_label.labeler import IGNORE_CLASS
+from projects.self_training.pseudo_label.labeler import SCORE_ATTRIBUTE
 from projects.self_training.tasks import detection
 from projects.self_training.tasks import self_training
 
@@ -47,16 +49,32 @@ class SelfTrainingRetinaNetTask(self_training.SelfTrainingMixin, detection.Retin
       return super().build_inputs(params, input_context)
     return self.zip_pseudo(params, input_context, super().build_inputs)
 
+  def pseudo_data_config(self, pseudo):
+    """With `pseudo_score_weight`, the decoder also reads each box's score attribute."""
+    if not self.task_config.pseudo_score_weight:
+      return pseudo
+    return pseudo.replace(decoder={'type': 'simple_decoder', 'simple_decoder': {
+        'attribute_names': [SCORE_ATTRIBUTE]}})
+
   def pseudo_label_weights(self, labels):
-    """Zeroes the loss weights of anchors matched to IGNORE_CLASS boxes and scales the
-    classification weight of background anchors by `pseudo_background_weight`."""
+    """Zeroes the loss weights of anchors matched to IGNORE_CLASS boxes, scales the
+    classification weight of background anchors by `pseudo_background_weight`, and with
+    `pseudo_score_weight` both weights of a box's anchors by its teacher score."""
     targets = loss_utils.multi_level_flatten(labels['cls_targets'], last_dim=None)
     dtype = labels['cls_weights'].dtype
     keep = tf.cast(tf.not_equal(targets, IGNORE_CLASS), dtype)
     background = tf.cast(tf.equal(targets, UNMATCHED_TARGET), dtype)
     scale = 1.0 + (self.task_config.pseudo_background_weight - 1.0) * background
-    return dict(labels, cls_weights=labels['cls_weights'] * keep * scale,
-                box_weights=labels['box_weights'] * keep)
+    box_scale = tf.ones_like(keep)
+    labels = dict(labels)
+    attributes = labels.pop('attribute_targets', {})
+    if self.task_config.pseudo_score_weight:
+      # Background anchors carry 0 here (the anchor labeler's fill value): weight 1.
+      score = tf.cast(loss_utils.multi_level_flatten(attributes[SCORE_ATTRIBUTE],
+                                                     last_dim=None), dtype) / 1000.0
+      box_scale = tf.where(targets >= 0, score, 1.0)
+    return dict(labels, cls_weights=labels['cls_weights'] * keep * scale * box_scale,
+                box_weights=labels['box_weights'] * keep * box_scale)
 
   def build_metrics(self, training: bool = True) -> List[Any]:
     metrics = super().build_metrics(training)

@@ -50,8 +50,14 @@ class SelfTrainingMixin:
     if not pseudo.input_path and not pseudo.tfds_name:
       raise ValueError('task.pseudo_data.input_path is empty: point it at the '
                        "pseudo-labeler's records (pseudo-*-of-*.tfrecord)")
-    pseudo = pseudo.replace(global_batch_size=pseudo_batch_size(self.task_config))
+    pseudo = self.pseudo_data_config(
+        pseudo.replace(global_batch_size=pseudo_batch_size(self.task_config)))
     return tf.data.Dataset.zip((build(params, input_context), build(pseudo, input_context)))
+
+  def pseudo_data_config(self, pseudo):
+    """The pseudo half's data config as read; a task that needs more of the records (e.g.
+    the teacher's scores) adds it here."""
+    return pseudo
 
   def self_training_metrics(self) -> List[Any]:
     return [tf_keras.metrics.Mean(name, dtype=tf.float32) for name in SELF_TRAINING_METRICS]
