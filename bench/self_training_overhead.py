@@ -3,6 +3,8 @@
   student step / official RetinaNet step, same 16 images per step (target <= 1.05); also
       against this project's RetinaNet task (the official one with its focal loss fused),
       which the student builds on: what self-training itself adds
+  the embedded student's 16 + 16 step in one model call on the concatenated batch /
+      in two calls, one per half (`task.concat_halves`)
   pseudo-labeler end-to-end img/s / bare batched SavedModel img/s on the same decoded
       images (target >= 0.9)
 
@@ -79,13 +81,21 @@ def main(_):
   student = _step_fn('emoji_retinanet_student', data_dir,
                      f'task.pseudo_data.input_path={emoji_scenes.split_pattern(data_dir, "train")},'
                      'task.train_data.global_batch_size=8,task.pseudo_data.global_batch_size=8')
-  t_official, t_fused, t_student = _median_seconds([official, fused, student])
+  # The embedded student's own step, 16 human + 16 pseudo: two model calls (one per half,
+  # the default) against one call on the concatenated 32 (`task.concat_halves`).
+  pseudo = f'task.pseudo_data.input_path={emoji_scenes.split_pattern(data_dir, "train")}'
+  two_calls = _step_fn('emoji_retinanet_student', data_dir, pseudo)
+  one_call = _step_fn('emoji_retinanet_student', data_dir, f'{pseudo},task.concat_halves=true')
+  t_official, t_fused, t_student, t_two, t_one = _median_seconds(
+      [official, fused, student, two_calls, one_call])
   step_ratio = t_student / t_official
   ms = lambda t: f'{1000 * t / FLAGS.steps:.0f} ms'
   print(f'train step (16 images): Model Garden\'s RetinaNet task {ms(t_official)}, this '
         f'project\'s (fused focal loss) {ms(t_fused)}, student 8+8 {ms(t_student)}')
   print(f'student / official: {step_ratio:.3f} (target <= 1.05); student / fused teacher '
         f'task (self-training alone): {t_student / t_fused:.3f}')
+  print(f'student step 16+16: two model calls {ms(t_two)}, one call on the concatenated '
+        f'batch {ms(t_one)}; one / two: {t_one / t_two:.3f}')
 
   if not tf.io.gfile.exists(os.path.join(FLAGS.saved_model, 'saved_model.pb')):
     print(f'no SavedModel at {FLAGS.saved_model}: run ./run.sh first for the labeler figures')
@@ -113,6 +123,9 @@ def main(_):
       'teacher_task_step_seconds': t_fused / FLAGS.steps,
       'student_over_teacher_task': t_student / t_fused,
       'student_step_seconds': t_student / FLAGS.steps, 'step_ratio': step_ratio,
+      'student_two_calls_step_seconds': t_two / FLAGS.steps,
+      'student_one_call_step_seconds': t_one / FLAGS.steps,
+      'one_call_over_two_calls': t_one / t_two,
       'bare_images_per_second': bare_ips, 'end_to_end_images_per_second': e2e_ips,
       'labeler_ratio': e2e_ips / bare_ips, 'cpu_count': os.cpu_count()})
   print(f'written: {FLAGS.out}')

@@ -274,6 +274,15 @@ def test_asking_for_a_stage_runs_what_it_reads():
   assert pipeline.with_prerequisites(s, ['all']) == list(pipeline.STAGES)
 
 
+def test_asking_for_the_control_trains_it_without_labeling_anything(monkeypatch):
+  calls = []
+  monkeypatch.setattr(pipeline, 'teacher', lambda s, progress: {'checkpoint': 'T'})
+  monkeypatch.setattr(pipeline, 'finetune', lambda s, stage, *a, **k: calls.append(stage))
+  monkeypatch.setattr(pipeline, 'export', lambda *a, **k: calls.append('export'))
+  out = pipeline.run(pipeline.Settings(data_dir='', runs_dir=''), ['control'])
+  assert calls == ['control'] and set(out) == {'teacher', 'control'}
+
+
 def test_ignore_boxes_get_no_loss(tiny_data, tmp_path):
   """A pseudo box of class IGNORE_CLASS survives Model Garden's parser and is masked out;
   `pseudo_background_weight` scales the background anchors of the pseudo half."""

@@ -400,6 +400,9 @@ def run(s: Settings, stages: Sequence[str] = STAGES,
   stages = with_prerequisites(s, stages)
   out: Dict[str, Any] = {}
   out['teacher'] = teacher(s, progress)
+  init = out['teacher']['checkpoint']
+  if 'control' in stages:  # reads the teacher alone
+    out['control'] = finetune(s, 'control', s.teacher_experiment, init, progress=progress)
   if 'export' not in stages:
     return out
   saved_model = export(s, out['teacher'], progress)
@@ -412,9 +415,6 @@ def run(s: Settings, stages: Sequence[str] = STAGES,
   progress(f'pseudo: on holdout at {r["threshold"]}: precision {precision}, '
            f'recall {100 * r["recall"]:.0f}%, {r["boxes_per_image"]:.2f} boxes/image '
            f'({r["human_boxes_per_image"]:.2f} human)')
-  init = out['teacher']['checkpoint']
-  if 'control' in stages:
-    out['control'] = finetune(s, 'control', s.teacher_experiment, init, progress=progress)
   if 'student' in stages:
     out['student'] = student(s, init, progress)
   return out
