@@ -18,7 +18,8 @@ input size, global batch (human + pseudo for students) and train steps.
 `dryrun` runs one training step of a full-scale experiment through its real task, model,
 optimizer and input pipeline, at a reduced image size and batch, on the embedded data
 (detection: `train` scenes, and for a student the same scenes as its pseudo-labeled half,
-same schema; segmentation: `voc_train`, and `voc_aug` as the pseudo half), in float32 (the
+same schema, and for joint training the `iconic` images as its classification data;
+segmentation: `voc_train`, and `voc_aug` as the pseudo half), in float32 (the
 recipes' bfloat16 needs a TPU or a recent GPU) and without the recipe's init checkpoint
 (a cloud path). It fails unless the loss is finite.
 """
@@ -46,6 +47,7 @@ from projects.self_training import registry_imports  # pylint: disable=unused-im
 from projects.self_training import trainer
 from projects.self_training.configs import augment
 from projects.self_training.configs import paper_cells
+from projects.self_training.configs import pretrain as pretrain_cfg
 from projects.self_training.configs import retinanet as retinanet_cfg
 from projects.self_training.configs import segmentation as segmentation_cfg
 from projects.self_training.configs import student as student_cfg
@@ -424,6 +426,10 @@ def dryrun_override(params, image_size: int, batch_size: int, data_dir: str) -> 
               'task.pseudo_data.dtype=float32', 'task.pseudo_data.shuffle_buffer_size=8']
     if segmentation:
       parts.append(f'task.pseudo_data.output_size=[{image_size},{image_size}]')
+  if hasattr(params.task, 'classification_data'):
+    iconic = pretrain_cfg.iconic_pattern(data_dir, False).replace(',', "','")
+    parts += [f"task.classification_data.input_path=['{iconic}']",
+              f'task.classification_data.global_batch_size={batch_size}']
   return ','.join(parts)
 
 
