@@ -33,7 +33,8 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
   study         pre-training vs self-training: the paper's Tables 2,3,4,7,10 and App. B at small scale
   compare       metrics JSON of runs side by side, with the paper's and Model Garden's numbers
   report        pseudo-label quality report (PSEUDO_DIR [--reference RECORDS]): figures, warnings
-  describe      build every full-scale recipe on CPU: parameters, FLOPs, input size, batch, steps
+  describe      build every full-scale recipe on CPU: parameters, FLOPs, input size, batch, steps;
+                --recipes=FILE: the recipes against the paper's Appendix H, from the configs alone
   dryrun        one training step of a full-scale recipe (EXPERIMENT, a glob or all) on embedded data
   --help        this list
 EOF

@@ -107,3 +107,20 @@ def test_train_cli_reports_misspelled_binding_in_one_line(tmp_path):
   assert len(errors) == 1 and 'scale_jiter' in errors[0], proc.stderr[-2000:]
   assert 'Traceback' not in proc.stderr
   assert not os.listdir(tmp_path)  # nothing written for a run that never started
+
+
+def test_preset_of_names_table_1s_policy():
+  """The parser settings of each gin file read back as its policy; large scale jittering is
+  any range that holds (0.5, 2.0), so AutoAugment at SpineNet's (0.1, 2.0) is Augment-S3 and
+  its flips and crops alone are none of Table 1's."""
+  for name in EXPECTED:
+    parser, _ = _parser(os.path.join(GIN, f'{name}.gin'))
+    assert augment.preset_of(parser) == name.upper()
+  spinenet, _ = _parser(override='task.train_data.parser.aug_scale_min=0.1,'
+                        'task.train_data.parser.aug_scale_max=2.0')
+  assert augment.preset_of(spinenet) is None
+  wide_s3, _ = _parser(os.path.join(GIN, 's3.gin'), 'task.train_data.parser.aug_scale_min=0.1')
+  assert augment.preset_of(wide_s3) == 'S3'
+  narrow_s4, _ = _parser(os.path.join(GIN, 's4.gin'), 'task.train_data.parser.aug_scale_min=0.8,'
+                         'task.train_data.parser.aug_scale_max=1.2')
+  assert augment.preset_of(narrow_s4) is None

@@ -48,8 +48,12 @@ def test_paper_recipe_numbers():
   assert p.trainer.train_steps == 45_000
   spine = trainer.build_params('retinanet_spinenet190_coco')
   assert spine.task.train_data.global_batch_size == 128
-  assert spine.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate == (
-      pytest.approx(0.16))
+  # SpineNet's own schedule (Model Garden's recipe) at half its learning rate.
+  schedule = spine.trainer.optimizer_config.learning_rate
+  assert schedule.type == 'stepwise'
+  assert schedule.stepwise.values == pytest.approx([0.16, 0.016, 0.0016])
+  assert schedule.stepwise.boundaries == [351_500, 362_600]  # 95% and 98% of 370k steps
+  assert spine.task.losses.l2_weight_decay == 4e-5
   assert spine.task.model.detection_generator.soft_nms_sigma == 0.3
 
 
@@ -60,9 +64,11 @@ def test_student_recipe_numbers():
     assert p.task.loss_normalization.alpha == alpha
     assert p.trainer.train_steps == steps
     assert p.trainer.optimizer_config.learning_rate.cosine.decay_steps == steps
-    assert p.task.pseudo_data.input_path.startswith('imagenet/pseudo/')
+    assert p.task.pseudo_data.input_path.startswith(
+        f'imagenet/pseudo/retinanet_efficientnetb7_fpn_coco_{aug}/')
     assert p.task.train_data.global_batch_size == 256
     assert p.task.pseudo_data.global_batch_size in (0, 256)  # 0: the human batch's
+    assert p.task.init_checkpoint == f'teachers/retinanet_efficientnetb7_fpn_coco_{aug}'
   for model_id, steps, alpha in (('143', 472_000, 0.25), ('190', 370_000, 0.5)):
     p = trainer.build_params(f'retinanet_spinenet{model_id}_coco_student')
     assert p.task.model.backbone.spinenet.model_id == model_id
@@ -70,9 +76,12 @@ def test_student_recipe_numbers():
     assert p.trainer.train_steps == steps
     assert p.task.pseudo_data.input_path.startswith('open_images/pseudo/')
     assert p.task.train_data.global_batch_size == 128
-    assert p.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate == (
-        pytest.approx(0.16))
+    assert p.trainer.optimizer_config.learning_rate.stepwise.values[0] == pytest.approx(0.16)
     assert p.task.model.detection_generator.soft_nms_sigma == 0.3
+    # Table 5's caption: Augment-S3 for self-training, at SpineNet's own scale jitter.
+    for parser in (p.task.train_data.parser, p.task.pseudo_data.parser):
+      assert parser.aug_type.type == 'autoaug'
+      assert (parser.aug_scale_min, parser.aug_scale_max) == (0.1, 2.0)
     assert p.task.model.backbone.spinenet.stochastic_depth_drop_rate == 0.2
     assert p.task.init_checkpoint_modules == 'all'  # from the teacher
 

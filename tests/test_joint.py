@@ -1,4 +1,5 @@
-"""Joint training (paper Table 7): L = L_det + 0.2 L_cls on a shared backbone."""
+"""Joint training (paper Table 7): L = L_det + w L_cls on a shared backbone (w 0.5; 0.2 with
+self-training, Appendix H)."""
 
 import numpy as np
 import tensorflow as tf
@@ -30,7 +31,9 @@ def _params(tiny_data, iconic_data, **replace):
 
 def test_registered_recipe_is_the_papers_weight():
   params = trainer.build_params('emoji_retinanet_joint')
-  assert params.task.classification_weight == joint_cfg.PAPER_CLASSIFICATION_WEIGHT == 0.2
+  assert params.task.classification_weight == joint_cfg.JOINT_WEIGHT == 0.5
+  student = trainer.build_params('emoji_retinanet_joint_student')
+  assert student.task.classification_weight == joint_cfg.JOINT_SELF_TRAINING_WEIGHT == 0.2
   assert params.task.classification_data.input_path.endswith('iconic-00001-of-00003.tfrecord')
   teacher = trainer.build_params('emoji_retinanet')
   assert params.task.model.as_dict() == teacher.task.model.as_dict()
@@ -64,7 +67,7 @@ def test_joint_loss_is_the_weighted_sum(tiny_data, iconic_data):
   logp -= np.log(np.exp(logp).sum(1, keepdims=True))
   class_loss = np.mean(-(target * logp).sum(1))
   regularization = float(tf.add_n(model.losses))
-  expected = float(det_loss) + 0.2 * class_loss + regularization
+  expected = float(det_loss) + params.task.classification_weight * class_loss + regularization
   np.testing.assert_allclose(float(logs['total_loss']), expected, rtol=1e-4)
   np.testing.assert_allclose(float(logs['classification_loss']), class_loss, rtol=1e-4)
   np.testing.assert_allclose(float(logs['detection_loss']), float(det_loss), rtol=1e-4)

@@ -1,7 +1,13 @@
 r"""The paper's full-scale recipes on a CPU: `describe` builds them, `dryrun` steps one.
 
   ./run.sh describe [--experiments=glob,...] [--json=out.json]
+  ./run.sh describe --recipes=docs/full_scale_recipes.md
   ./run.sh dryrun EXPERIMENT [--image_size=256] [--batch_size=2]
+
+`describe --recipes=PATH` ('-': standard output) writes, from the configs alone (no model
+is built), one row per full-scale experiment: the paper's cells it reproduces and their
+number, and its steps and alpha beside Appendix H's, batch, learning rate, augmentation,
+initialization and data (tests/test_paper_numbers.py checks each against the paper).
 
 `describe` builds every full-scale model (one build per distinct model: the Augment-S1..S4
 variants and a teacher's student share one) without training and prints one row per
@@ -12,13 +18,15 @@ input size, global batch (human + pseudo for students) and train steps.
 `dryrun` runs one training step of a full-scale experiment through its real task, model,
 optimizer and input pipeline, at a reduced image size and batch, on the embedded data
 (detection: `train` scenes, and for a student the same scenes as its pseudo-labeled half,
-same schema; segmentation: `voc_train`, and `voc_aug` as the pseudo half), in float32 (the
+same schema, and for joint training the `iconic` images as its classification data;
+segmentation: `voc_train`, and `voc_aug` as the pseudo half), in float32 (the
 recipes' bfloat16 needs a TPU or a recent GPU) and without the recipe's init checkpoint
 (a cloud path). It fails unless the loss is finite.
 """
 
 import dataclasses
 import fnmatch
+import functools
 import math
 import os
 import sys
@@ -34,12 +42,19 @@ import tf_keras
 from official.core import task_factory
 from official.core import train_utils
 
+from projects.self_training import paper_numbers
 from projects.self_training import registry_imports  # pylint: disable=unused-import
 from projects.self_training import trainer
+from projects.self_training.configs import augment
+from projects.self_training.configs import paper_cells
+from projects.self_training.configs import pretrain as pretrain_cfg
+from projects.self_training.configs import retinanet as retinanet_cfg
+from projects.self_training.configs import segmentation as segmentation_cfg
 from projects.self_training.configs import student as student_cfg
 from projects.self_training.data import emoji_scenes
 from projects.self_training.jsonio import read_json
 from projects.self_training.jsonio import write_json
+from projects.self_training.jsonio import write_text
 
 # The paper's multiply-adds per image (Tables 5 and 6), keyed by experiment prefix.
 PAPER_FLOPS = {
@@ -150,6 +165,163 @@ def table(rows: Sequence[Dict[str, Any]]) -> str:
 
 
 # ----------------------------------------------------------------------------------------
+# The recipes against the paper's Appendix H.
+
+_PSEUDO_SOURCES = ((retinanet_cfg.IMAGENET_PSEUDO_BASE, 'imagenet'),
+                   (retinanet_cfg.OPEN_IMAGES_PSEUDO_BASE, 'open_images'),
+                   (segmentation_cfg.PASCAL_INPUT_PATH_BASE, 'pascal_aug'))
+_SOURCE_NAMES = {'imagenet': 'ImageNet', 'open_images': 'Open Images',
+                 'pascal_aug': 'PASCAL aug'}
+_INIT_NAMES = {'rand': 'Rand Init', 'imagenet': 'ImageNet Init',
+               'imagenet_plus': 'ImageNet++ Init', 'simclr': 'ImageNet Init (SimCLR)'}
+
+
+def _init_of(task) -> str:
+  """'rand', or the init whose `INIT_CHECKPOINTS` entry for this backbone the task loads."""
+  if not task.init_checkpoint:
+    return 'rand'
+  backbone = retinanet_cfg.backbone_name(task.model.backbone)
+  for (of, init), name in retinanet_cfg.INIT_CHECKPOINTS.items():
+    if of == backbone and task.init_checkpoint == os.path.join(
+        retinanet_cfg.INIT_CHECKPOINT_BASE, name) and task.init_checkpoint_modules == 'backbone':
+      return init
+  return f'{task.init_checkpoint} ({task.init_checkpoint_modules})'
+
+
+def _unlabeled_of(task) -> Optional[str]:
+  if not student_cfg.has_pseudo_data(task):
+    return None
+  for base, source in _PSEUDO_SOURCES:
+    if task.pseudo_data.input_path.startswith(os.path.join(base, 'pseudo', '')):
+      return source
+  return task.pseudo_data.input_path
+
+
+def _fraction_of(task) -> float:
+  for fraction in (0.2, 0.5):
+    if task.train_data.input_path == retinanet_cfg.coco_train(fraction):
+      return fraction
+  return 1.0
+
+
+def _parser(data):
+  return getattr(data, 'parser', data)
+
+
+@functools.lru_cache(maxsize=None)
+def _registered(name: str):
+  """The registered config, as `trainer.build_params` makes it without overrides (locked)."""
+  return trainer.build_params(name)
+
+
+def recipe_of(name: str) -> paper_numbers.Recipe:
+  """What experiment `name`'s config sets, in the terms of Appendix H's recipes; a student's
+  init is its teacher's (the student itself starts from the teacher)."""
+  params = _registered(name)
+  task = params.task
+  teacher = paper_cells.TEACHERS.get(name)
+  preset = augment.preset_of(_parser(task.train_data))
+  student = student_cfg.has_pseudo_data(task)
+  return paper_numbers.Recipe(
+      backbone=retinanet_cfg.backbone_name(task.model.backbone),
+      augmentation=preset.lower() if preset else None,
+      init=recipe_of(teacher).init if teacher else _init_of(task),
+      steps=params.trainer.train_steps,
+      alpha=task.loss_normalization.alpha if student else None,
+      unlabeled=_unlabeled_of(task),
+      fraction=_fraction_of(task),
+      weight=getattr(task, 'classification_weight', None))
+
+
+def _cell_name(cell) -> str:
+  table, row, column = cell
+  return (f'Table {table[5:]}: {paper_numbers.ROW_NAMES[(table, row)]}, '
+          f'{paper_numbers.COLUMN_NAMES[column]}')
+
+
+def _steps(steps: int) -> str:
+  return f'{steps / 1000:g}k'
+
+
+def _ours_paper(ours, paper, fmt=str) -> str:
+  show = lambda v: '—' if v is None else fmt(v)
+  return '—' if ours is None and paper is None else f'{show(ours)} ({show(paper)})'
+
+
+def _augmentation_text(parser) -> str:
+  preset = augment.preset_of(parser)
+  jitter = (parser.aug_scale_min, parser.aug_scale_max)
+  if preset is None:
+    return f'flips, scale jitter {jitter[0]:.1f}-{jitter[1]:.1f}'
+  text = f'Augment-{preset}'
+  if jitter != tuple(augment.PRESETS[preset].scale_jitter):
+    text += f', scale jitter {jitter[0]:.1f}-{jitter[1]:.1f}'
+  randaug = parser.aug_type.randaug if parser.aug_type else None
+  if preset == 'S4' and randaug.magnitude != augment.PRESETS['S4'].randaugment_magnitude:
+    text += f', magnitude {randaug.magnitude:g}'
+  return text
+
+
+def _learning_rate(params) -> str:
+  schedule = params.trainer.optimizer_config.learning_rate
+  peak = (schedule.stepwise.values[0] if schedule.type == 'stepwise'
+          else schedule.cosine.initial_learning_rate)
+  return f'{peak:g} {schedule.type}'
+
+
+def _data(task, recipe: paper_numbers.Recipe) -> str:
+  labeled = 'PASCAL train' if hasattr(task.train_data, 'output_size') else 'COCO'
+  parts = [f'{labeled} {recipe.fraction:.0%}']
+  if recipe.unlabeled:
+    parts.append(f'{_SOURCE_NAMES.get(recipe.unlabeled, recipe.unlabeled)} pseudo labels')
+  if recipe.weight is not None:
+    parts.append(f'ImageNet classification x {recipe.weight:g}')
+  return ' + '.join(parts)
+
+
+def _batch_text(task) -> str:
+  text = _batch(task)
+  classification = getattr(task, 'classification_data', None)
+  return f'{text} + {classification.global_batch_size}' if classification else text
+
+
+def recipes_markdown(names: Sequence[str]) -> str:
+  """The document `describe --recipes` writes: a row per experiment, ours beside the paper."""
+  lines = [
+      '# The full-scale recipes against the paper', '',
+      'Generated from the registered configs by '
+      '`./run.sh describe --recipes=docs/full_scale_recipes.md`; do not edit by hand. '
+      'tests/test_paper_numbers.py checks every row against Appendix H of the paper '
+      '(`projects/self_training/paper_numbers.py`): steps, alpha, the classification-loss '
+      'weight, backbone, augmentation, initialization and data. Steps and alpha: ours, and '
+      'in parentheses Appendix H\'s for the first cell. Batch: human (+ pseudo-labeled, '
+      '+ classification) images per step. A student starts from its teacher '
+      '(`$TEACHERS_DIR/<teacher>`) and reads that teacher\'s pseudo labels; its init column '
+      'names the teacher\'s.', '',
+      '| experiment | paper cells | paper AP / mIoU | steps (paper) | alpha (paper) | batch | '
+      'lr | augmentation | init | data |', '|---|---|---|---|---|---|---|---|---|---|']
+  for name in names:
+    params = _registered(name)
+    task = params.task
+    ours = recipe_of(name)
+    cells = paper_cells.CELLS.get(name, ())
+    paper = paper_numbers.APPENDIX_H.get(cells[0]) if cells else None
+    numbers = sorted({f'{paper_numbers.paper(*c):.1f}' for c in cells
+                      if paper_numbers.paper(*c) is not None})
+    teacher = paper_cells.TEACHERS.get(name)
+    init = _INIT_NAMES.get(ours.init, ours.init)
+    lines.append(' | '.join([
+        f'| `{name}`', '<br>'.join(_cell_name(c) for c in cells) or 'not in the paper',
+        ' / '.join(numbers) or '—',
+        _ours_paper(ours.steps, paper.steps if paper else None, _steps),
+        _ours_paper(ours.alpha, paper.alpha if paper else None),
+        _batch_text(task), _learning_rate(params), _augmentation_text(_parser(task.train_data)),
+        f'{init}, student of `{teacher}`' if teacher else init,
+        _data(task, ours)]) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+# ----------------------------------------------------------------------------------------
 # Capacity plan.
 
 # Dense bfloat16 peak per chip, from the vendors' data sheets (assumptions, not measured).
@@ -162,7 +334,7 @@ ACCELERATORS = {
 SEGMENTATION_VIEWS = 2 * sum(s * s for s in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75))
 # The paper's runs: (name, teacher, student, unlabeled images, label views per image).
 PAPER_RUNS = (
-    ('COCO + ImageNet (Tables 2-4, 7, 10), B7 Augment-S4', 'retinanet_efficientnetb7_fpn_coco_s4',
+    ('COCO + ImageNet (Tables 2, 3, 13), B7 Augment-S4', 'retinanet_efficientnetb7_fpn_coco_s4',
      'retinanet_efficientnetb7_fpn_coco_s4_student', 1_281_167, 1.0),
     ('COCO + Open Images (Table 5), SpineNet-190', 'retinanet_spinenet190_coco',
      'retinanet_spinenet190_coco_student', 1_700_000, 1.0),
@@ -254,6 +426,10 @@ def dryrun_override(params, image_size: int, batch_size: int, data_dir: str) -> 
               'task.pseudo_data.dtype=float32', 'task.pseudo_data.shuffle_buffer_size=8']
     if segmentation:
       parts.append(f'task.pseudo_data.output_size=[{image_size},{image_size}]')
+  if hasattr(params.task, 'classification_data'):
+    iconic = pretrain_cfg.iconic_pattern(data_dir, False).replace(',', "','")
+    parts += [f"task.classification_data.input_path=['{iconic}']",
+              f'task.classification_data.global_batch_size={batch_size}']
   return ','.join(parts)
 
 
@@ -308,6 +484,8 @@ FLAGS = flags.FLAGS
 def define_flags():
   flags.DEFINE_list('experiments', ['*'], 'describe: experiment names or globs.')
   flags.DEFINE_string('json', None, 'describe: also write the rows as JSON here.')
+  flags.DEFINE_string('recipes', None, 'describe: write the table of the recipes against the '
+                      "paper's Appendix H here ('-': print it), from the configs alone.")
   flags.DEFINE_string('from_json', None, 'describe: print the tables from a JSON written by '
                       '--json instead of building the models.')
   flags.DEFINE_float('utilization', 0.3, 'describe: assumed fraction of peak FLOPs for the '
@@ -338,6 +516,14 @@ def main_describe(args):
     print(f'error: no full-scale experiment matches {",".join(FLAGS.experiments)}; ours: '
           f'{", ".join(full_scale_experiments())}', file=sys.stderr)
     sys.exit(2)
+  if FLAGS.recipes:
+    text = recipes_markdown(names)
+    if FLAGS.recipes == '-':
+      print(text, end='')
+    else:
+      write_text(FLAGS.recipes, text)
+      print(f'describe: {len(names)} recipes against Appendix H -> {FLAGS.recipes}')
+    return
   if FLAGS.from_json:
     rows = [r for r in read_json(FLAGS.from_json) if r['experiment'] in names]
   else:

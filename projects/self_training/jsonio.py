@@ -1,4 +1,5 @@
-"""Atomic JSON files: every stage's metrics, summaries and sidecars go through these."""
+"""Atomic files: every stage's metrics, summaries and sidecars (JSON) and generated docs go
+through these."""
 
 import json
 import os
@@ -13,10 +14,15 @@ def write_json(path: str, payload: Any, indent: Optional[int] = 2) -> None:
 
   `indent=None` writes compact JSON with the C encoder (large files: ~10x faster).
   """
+  write_text(path, json.dumps(payload, indent=indent, sort_keys=True, default=_to_python) + '\n')
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes `text` atomically: a temporary name, then a rename."""
   tf.io.gfile.makedirs(os.path.dirname(path) or '.')
   tmp = f'{path}.tmp-{os.getpid()}'
   with tf.io.gfile.GFile(tmp, 'w') as f:
-    f.write(json.dumps(payload, indent=indent, sort_keys=True, default=_to_python) + '\n')
+    f.write(text)
   tf.io.gfile.rename(tmp, path, overwrite=True)
 
 

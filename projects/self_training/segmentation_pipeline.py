@@ -11,7 +11,8 @@ Stages, each reading the files the previous one wrote and skipped when complete:
              >= 0.5, the ignore label 255 elsewhere (their noisy human masks are not read)
   control    the teacher trained further on `voc_fit` alone, as many steps as the student
   train_aug  the same recipe as the student with `voc_aug`'s noisy human masks in place of
-             the pseudo masks (the paper's "train + aug" row)
+             the pseudo masks; this departs from the paper's "train + aug" row (supervised
+             training on both sets) so that it differs from the student only in labels
   student    initialized from the teacher; each step half `voc_fit`, half pseudo-labeled
              `voc_aug`, with loss normalization
 

@@ -12,7 +12,8 @@ project's experiments registered and `gin/augment/s*.gin` selecting Augment-S1..
 SimCLR Init); a checkpoint that does not fit the backbone stops the run with one line.
 
 `--stop_at_plateau` trains until the eval metric stops improving (Model Garden's modes run
-a fixed number of steps).
+a fixed number of steps). `--tf_data_service=grpc://HOST:PORT` runs every training input
+pipeline (human, pseudo-labeled, classification) on that tf.data service.
 """
 
 import sys
@@ -42,7 +43,7 @@ def main(_):
   try:
     params = trainer.build_params(
         FLAGS.experiment, FLAGS.config_file, FLAGS.params_override, FLAGS.gin_file,
-        FLAGS.gin_params, tpu=FLAGS.tpu)
+        FLAGS.gin_params, tpu=FLAGS.tpu, tf_data_service=FLAGS.tf_data_service)
   except trainer.ConfigError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

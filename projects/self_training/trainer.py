@@ -94,6 +94,22 @@ class ExperimentParser(train_utils.ExperimentParser):
       initialization.apply_initialization(params.task, init)
     return params
 
+  def parse_data_service(self, params):
+    """`--tf_data_service` on every training input (human, pseudo-labeled, classification),
+    switched on: Model Garden's parser only writes the address into train and validation
+    data, which its input reader ignores without `enable_tf_data_service`. Validation data
+    stays as Model Garden leaves it (the service's parallel epochs would repeat eval
+    images); `--params_override` still applies after this."""
+    params = super().parse_data_service(params)
+    address = self._flags_obj.tf_data_service
+    if address:
+      for name in ('train_data', 'pseudo_data', 'classification_data'):
+        data = getattr(params.task, name, None)
+        if data is not None:
+          data.enable_tf_data_service = True
+          data.tf_data_service_address = address
+    return params
+
 
 def quiet_logs():
   """Keeps Model Garden's per-step INFO logs and Keras warnings out of the job's output."""
@@ -127,11 +143,13 @@ def build_params(experiment: str,
                  gin_files: Sequence[str] = (),
                  gin_params: Sequence[str] = (),
                  tpu: str = '',
-                 lock: bool = True):
+                 lock: bool = True,
+                 tf_data_service: str = ''):
   """The experiment config as Model Garden's train.py builds it, plus gin augmentation."""
   gin.clear_config()
   parse_gin(gin_files, gin_params)
-  flags_obj = ExperimentFlags(experiment, tuple(config_files or ()), params_override or '', tpu)
+  flags_obj = ExperimentFlags(experiment, tuple(config_files or ()), params_override or '', tpu,
+                              tf_data_service or '')
   try:
     exp_factory.get_exp_config(experiment)
   except (KeyError, LookupError):
@@ -308,20 +326,36 @@ def _draw_inputs(params, model_dir: str, step: int, index: int, progress) -> Non
     progress(f'  (input images not drawn: {_one_line(e)})')
 
 
+def restore_model(task, checkpoint: str):
+  """The task's model, built (called once, so every variable exists) and restored from
+  `checkpoint`; ConfigError unless every model variable was in it, with its shape."""
+  model = task.build_model()
+  model(tf.zeros([1, *task.task_config.model.input_size]), training=False)
+  try:
+    status = tf.train.Checkpoint(model=model).read(checkpoint)
+    status.expect_partial().assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    raise ConfigError(f'checkpoint {checkpoint} does not restore the whole model: '
+                      f'{_one_line(e)}') from None
+  return model
+
+
 def evaluate_checkpoint(params, checkpoint: str, input_path: str,
                         annotation_file: Optional[str]) -> Dict[str, float]:
   """The eval metrics of one checkpoint on one split, through the task's own eval step.
 
   COCO metrics for detection (`annotation_file` is the split's COCO JSON), mean IoU for
-  segmentation (`annotation_file` None).
+  segmentation (`annotation_file` None). A checkpoint that leaves any variable of the
+  model unrestored (another architecture, a backbone-only checkpoint) is a one-line
+  ConfigError; what the checkpoint holds beyond the model (optimizer state, a joint
+  model's classifier) is not read.
   """
   override = {'validation_data': {'input_path': input_path}}
   if annotation_file is not None:
     override['annotation_file'] = annotation_file
   params = params.replace(task=override)
   task = task_factory.get_task(params.task)
-  model = task.build_model()
-  tf.train.Checkpoint(model=model).read(checkpoint).expect_partial()
+  model = restore_model(task, checkpoint)
   metrics = task.build_metrics(training=False)
   dataset = task.build_inputs(params.task.validation_data)
   step_fn = tf.function(lambda inputs: task.validation_step(inputs, model, metrics=metrics))

@@ -103,6 +103,27 @@ def apply_augmentation(parser, aug: Augmentation, image_size: int) -> None:
             translate_const=ref['translate_const'] * scale))
 
 
+def preset_of(parser) -> Optional[str]:
+  """Which of Table 1's policies a parser config applies, 'S1'..'S4', or None for another.
+
+  Table 1's terms: flips and crops at the standard scale jitter (0.8, 1.2) (S1), AutoAugment
+  at it (S2), AutoAugment (S3) or RandAugment (S4) with large scale jittering, which is any
+  range that holds (0.5, 2.0) (SpineNet's own (0.1, 2.0) does).
+  """
+  if not parser.aug_rand_hflip:
+    return None
+  jitter = (parser.aug_scale_min, parser.aug_scale_max)
+  standard = jitter == tuple(PRESETS['S1'].scale_jitter)
+  low, high = PRESETS['S3'].scale_jitter
+  large = jitter[0] <= low and jitter[1] >= high
+  policy = parser.aug_type.type if parser.aug_type else None
+  if policy is None:
+    return 'S1' if standard else None
+  if policy == 'autoaug':
+    return 'S2' if standard else 'S3' if large else None
+  return 'S4' if policy == 'randaug' and large else None
+
+
 def _randaugment_detection_defaults():
   from official.vision.ops import augment  # pylint: disable=g-import-not-at-top
   params = inspect.signature(augment.RandAugment.build_for_detection).parameters

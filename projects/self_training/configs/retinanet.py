@@ -17,22 +17,36 @@ from official.vision.configs import decoders
 from official.vision.configs import retinanet as rn_cfg
 
 from projects.self_training.configs import augment
+from projects.self_training.configs import paper_cells
 
 COCO_NUM_CLASSES = 91  # COCO category ids run 1..90; 0 is background.
 COCO_TRAIN_EXAMPLES = 118287
 COCO_VAL_EXAMPLES = 5000
 COCO_INPUT_PATH_BASE = os.environ.get('COCO_TFRECORD_DIR', 'coco')
-# Where the full-scale students read pseudo labels: `<base>/pseudo/pseudo-*-of-*.tfrecord`,
-# the pseudo-labeler's output for ImageNet (Tables 2-4, 7, 10) and Open Images (Table 5).
+# Where the full-scale students read pseudo labels, `<base>/pseudo/<teacher>/pseudo-*.tfrecord`:
+# the pseudo-labeler's output for ImageNet (Tables 2-4, 7, 12, 13) and Open Images (Tables
+# 5, 12, 13), one set per teacher.
 IMAGENET_PSEUDO_BASE = os.environ.get('IMAGENET_PSEUDO_DIR', 'imagenet')
 OPEN_IMAGES_PSEUDO_BASE = os.environ.get('OPEN_IMAGES_PSEUDO_DIR', 'open_images')
+# Labeled ImageNet in Model Garden's classification schema (joint training, Table 7).
+IMAGENET_INPUT_PATH_BASE = os.environ.get('IMAGENET_TFRECORD_DIR', 'imagenet')
+# Backbone checkpoints for ImageNet / ImageNet++ / SimCLR Init in Model Garden's variable
+# names (public ones converted with `./run.sh convert_checkpoint`): Table 1's ImageNet Init
+# is EfficientNet-B7 at 84.5% top-1 (AutoAugment), ImageNet++ Init at 86.9% (Noisy
+# Student); Table 4 starts ResNet-50 from supervised and from SimCLR pre-training.
+INIT_CHECKPOINT_BASE = os.environ.get('INIT_CHECKPOINT_DIR', 'checkpoints')
+INIT_CHECKPOINTS = {
+    ('efficientnet-b7', 'imagenet'): 'efficientnet-b7-imagenet',
+    ('efficientnet-b7', 'imagenet_plus'): 'efficientnet-b7-imagenet-plus',
+    ('efficientnet-l2', 'imagenet_plus'): 'efficientnet-l2-imagenet-plus',
+    ('resnet-50', 'imagenet'): 'resnet-50-imagenet',
+    ('resnet-50', 'simclr'): 'resnet-50-simclr',
+}
 
-# Appendix H, Table 2 "Rand Init" row: the step count at which each augmentation peaked.
 # EfficientNet's blocks all squeeze-and-excite at 0.25 (Tan & Le, 2019; the public B7
 # checkpoints have it); Model Garden's config default is 0, a smaller network (B7: 52.1M
 # backbone parameters instead of 64.1M) that no public checkpoint fits.
 EFFICIENTNET_SE_RATIO = 0.25
-PAPER_TRAIN_STEPS = {'S1': 45_000, 'S2': 90_000, 'S3': 90_000, 'S4': 120_000}
 
 
 @dataclasses.dataclass
@@ -78,9 +92,16 @@ def cosine_sgd(train_steps, base_lr, warmup_steps, warmup_lr, momentum=0.9):
 
 
 def set_train_steps(config: cfg.ExperimentConfig, train_steps: int) -> cfg.ExperimentConfig:
-  """Train steps and the cosine schedule's decay steps together."""
+  """Train steps and the schedule's length together: a cosine decays over the whole run, a
+  stepwise schedule's boundaries keep their fractions of it."""
+  learning_rate = config.trainer.optimizer_config.learning_rate
+  if learning_rate.type == 'stepwise':
+    learning_rate.stepwise.boundaries = [
+        round(b * train_steps / config.trainer.train_steps)
+        for b in learning_rate.stepwise.boundaries]
+  else:
+    learning_rate.cosine.decay_steps = train_steps
   config.trainer.train_steps = train_steps
-  config.trainer.optimizer_config.learning_rate.cosine.decay_steps = train_steps
   return config
 
 
@@ -189,12 +210,48 @@ def emoji_retinanet() -> cfg.ExperimentConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Full scale: the paper's recipes (Section 3.2), for TPU / GPU pods.
+# Full scale: the paper's recipes (Section 3.2, Appendix H), for TPU / GPU pods. Each
+# registered experiment is one cell (or several equal ones) of the paper's tables, with
+# Appendix H's steps for it; `paper_cells` records which.
 # ---------------------------------------------------------------------------------------------
 
 
-def _full_scale_retinanet(backbone, train_steps, input_size=640, batch=256, base_lr=0.32,
-                          min_level=3, max_level=7, decoder=None):
+def backbone_name(backbone) -> str:
+  """'efficientnet-b7', 'resnet-50', 'spinenet-143': the backbone as the paper names it."""
+  return f'{backbone.type}-{getattr(backbone, backbone.type).model_id}'
+
+
+def set_initialization(task, init: str) -> None:
+  """Rand Init (no checkpoint) or the backbone's `INIT_CHECKPOINTS` checkpoint for `init`."""
+  if init == 'rand':
+    return
+  name = INIT_CHECKPOINTS[(backbone_name(task.model.backbone), init)]
+  task.init_checkpoint = os.path.join(INIT_CHECKPOINT_BASE, name)
+  task.init_checkpoint_modules = 'backbone'
+
+
+def coco_train(fraction: float = 1.0) -> str:
+  """COCO train2017, or the nested subset Table 3 trains on, written by
+  `./run.sh convert subset --fraction F --output_file_prefix <base>/subsets/train_<F>pct`
+  (in its own folder: `<base>/train*` must not read it)."""
+  if fraction >= 1.0:
+    return os.path.join(COCO_INPUT_PATH_BASE, 'train*')
+  return os.path.join(COCO_INPUT_PATH_BASE, 'subsets',
+                      f'train_{round(100 * fraction)}pct-*.tfrecord')
+
+
+def _full_scale_trainer(train_steps, optimizer_config) -> cfg.TrainerConfig:
+  return cfg.TrainerConfig(
+      train_steps=train_steps,
+      validation_steps=COCO_VAL_EXAMPLES // 8,
+      validation_interval=5000,
+      steps_per_loop=500,
+      summary_interval=500,
+      checkpoint_interval=5000,
+      optimizer_config=optimizer_config)
+
+
+def _full_scale_retinanet(backbone, train_steps, batch=256, base_lr=0.32):
   """RetinaNet on COCO as the paper trains it.
 
   640x640 input, levels P3-P7, 9 anchors per location, batch 256, weight decay 1e-4,
@@ -207,16 +264,16 @@ def _full_scale_retinanet(backbone, train_steps, input_size=640, batch=256, base
           annotation_file=os.path.join(COCO_INPUT_PATH_BASE, 'instances_val2017.json'),
           model=rn_cfg.RetinaNet(
               num_classes=COCO_NUM_CLASSES,
-              input_size=[input_size, input_size, 3],
-              min_level=min_level,
-              max_level=max_level,
+              input_size=[640, 640, 3],
+              min_level=3,
+              max_level=7,
               anchor=rn_cfg.Anchor(num_scales=3, aspect_ratios=[0.5, 1.0, 2.0], anchor_size=4.0),
               backbone=backbone,
-              decoder=decoder or decoders.Decoder(type='fpn', fpn=decoders.FPN()),
+              decoder=decoders.Decoder(type='fpn', fpn=decoders.FPN()),
               norm_activation=common.NormActivation(activation='swish', use_sync_bn=True)),
           losses=Losses(l2_weight_decay=1e-4),
           train_data=rn_cfg.DataConfig(
-              input_path=os.path.join(COCO_INPUT_PATH_BASE, 'train*'),
+              input_path=coco_train(),
               is_training=True,
               global_batch_size=batch,
               parser=rn_cfg.Parser()),
@@ -224,34 +281,23 @@ def _full_scale_retinanet(backbone, train_steps, input_size=640, batch=256, base
               input_path=os.path.join(COCO_INPUT_PATH_BASE, 'val*'),
               is_training=False,
               global_batch_size=8)),
-      trainer=cfg.TrainerConfig(
-          train_steps=train_steps,
-          validation_steps=COCO_VAL_EXAMPLES // 8,
-          validation_interval=5000,
-          steps_per_loop=500,
-          summary_interval=500,
-          checkpoint_interval=5000,
-          optimizer_config=cosine_sgd(train_steps, base_lr=base_lr * batch / 256,
-                                       warmup_steps=1000, warmup_lr=0.0032 * batch / 256)),
+      trainer=_full_scale_trainer(train_steps, cosine_sgd(
+          train_steps, base_lr=base_lr * batch / 256, warmup_steps=1000,
+          warmup_lr=0.0032 * batch / 256)),
       restrictions=[
           'task.train_data.is_training != None',
           'task.validation_data.is_training != None',
       ])
 
 
-def _with_augmentation(config, aug: augment.Augmentation):
-  augment.apply_augmentation(config.task.train_data.parser, aug, config.task.model.input_size[0])
+def with_augmentation(config, aug: augment.Augmentation):
+  """`aug` on the training parsers: the human half's and, for a student, the pseudo half's."""
+  size = config.task.model.input_size[0]
+  for name in ('train_data', 'pseudo_data'):
+    data = getattr(config.task, name, None)
+    if data is not None:
+      augment.apply_augmentation(getattr(data, 'parser', data), aug, size)
   return config
-
-
-def _register_per_augmentation(name, build, presets=None):
-  """Registers `name_s1` .. `name_s4`, each with its Augment-Sk policy and Appendix H steps."""
-  presets = presets or augment.PRESETS
-  for preset, steps in PAPER_TRAIN_STEPS.items():
-    factory = lambda build=build, aug=presets[preset], steps=steps: _with_augmentation(
-        build(steps), aug)
-    factory.__doc__ = f'{name} with Augment-{preset} for {steps} steps.'
-    exp_factory.register_config_factory(f'{name}_{preset.lower()}')(factory)
 
 
 def efficientnet_b7_fpn(train_steps):
@@ -262,62 +308,136 @@ def efficientnet_b7_fpn(train_steps):
       train_steps)
 
 
-def resnet_fpn(model_id):
-  """RetinaNet + ResNet-50/101 FPN (Table 4 uses ResNet-50, Appendix E ResNet-101)."""
-  def build(train_steps):
-    return _full_scale_retinanet(
-        backbones.Backbone(type='resnet', resnet=backbones.ResNet(model_id=model_id)),
-        train_steps)
-  return build
-
-
-def spinenet(model_id, train_steps):
-  """SpineNet-143/190 at 1280 px (Table 5): batch 128 at half the learning rate, Soft-NMS 0.3."""
-  config = _full_scale_retinanet(
-      backbones.Backbone(type='spinenet', spinenet=backbones.SpineNet(
-          model_id=model_id, stochastic_depth_drop_rate=0.2, min_level=3, max_level=7)),
-      train_steps, input_size=1280, batch=128,  # the learning rate scales with the batch: 0.16
-      decoder=decoders.Decoder(type='identity'))
-  # Model Garden's SpineNet recipes (coco_spinenet*_tpu.yaml): a 7-conv, 512-filter head for
-  # SpineNet-190 (163.6M parameters with it, the paper's "164M"), 4 x 256 for SpineNet-143.
-  config.task.model.head.num_convs, config.task.model.head.num_filters = (
-      (7, 512) if model_id == '190' else (4, 256))
-  config.task.model.detection_generator = rn_cfg.DetectionGenerator(
-      nms_version='v1', soft_nms_sigma=0.3, pre_nms_score_threshold=0.05)
-  # The authors' SpineNet configs: scale jitter (0.1, 1.9) at 1280 px.
-  config.task.train_data.parser.aug_rand_hflip = True
-  config.task.train_data.parser.aug_scale_min = 0.1
-  config.task.train_data.parser.aug_scale_max = 1.9
-  return config
-
-
-_register_per_augmentation('retinanet_efficientnetb7_fpn_coco', efficientnet_b7_fpn)
-_register_per_augmentation('retinanet_resnet50_fpn_coco', resnet_fpn(50))
+def resnet50_fpn(train_steps):
+  """RetinaNet + ResNet-50 FPN (Table 4)."""
+  return _full_scale_retinanet(
+      backbones.Backbone(type='resnet', resnet=backbones.ResNet(model_id=50)), train_steps)
 
 
 def resnet101_appendix_e(train_steps):
-  """ResNet-101 as Appendix E trains it (Table 12, Figure 2): float32 instead of bfloat16
-  "for training stability". (Its other change, batch-norm beta/gamma in the weight decay,
-  is not made: Model Garden regularizes convolution kernels only.)"""
-  config = resnet_fpn(101)(train_steps)
+  """RetinaNet + ResNet-101 FPN as Appendix E trains it (Table 12, Figure 2): float32
+  instead of bfloat16 "for training stability". (Its other change, batch-norm beta/gamma in
+  the weight decay, departs from the paper here: Model Garden regularizes kernels only.)"""
+  config = _full_scale_retinanet(
+      backbones.Backbone(type='resnet', resnet=backbones.ResNet(model_id=101)), train_steps)
   config.runtime.mixed_precision_dtype = 'float32'
   return config
 
 
-_register_per_augmentation(
-    'retinanet_resnet101_fpn_coco', resnet101_appendix_e,
-    # Appendix E: "the RandAugment magnitude was increased from 10 to 15".
-    dict(augment.PRESETS, S4=dataclasses.replace(augment.PRESETS['S4'],
-                                                 randaugment_magnitude=15.0)))
+# Appendix E: "the RandAugment magnitude was increased from 10 to 15" for ResNet-101.
+RESNET101_PRESETS = dict(augment.PRESETS, S4=dataclasses.replace(
+    augment.PRESETS['S4'], randaugment_magnitude=15.0))
+_INIT_NAMES = {'rand': 'Rand Init', 'imagenet': 'ImageNet Init',
+               'imagenet_plus': 'ImageNet++ Init', 'simclr': 'SimCLR Init'}
 
 
-@exp_factory.register_config_factory('retinanet_spinenet143_coco')
-def retinanet_spinenet143_coco() -> cfg.ExperimentConfig:
-  """SpineNet-143 (Table 5, Appendix H): 472k steps."""
-  return spinenet('143', 472_000)
+def _teacher(name, build, aug, train_steps, cells, init='rand', fraction=1.0,
+             presets=augment.PRESETS):
+  """Registers `name`: `build(train_steps)` with Augment-`aug`, `init` and `fraction` of COCO."""
+  def factory() -> cfg.ExperimentConfig:
+    config = with_augmentation(build(train_steps), presets[aug.upper()])
+    set_initialization(config.task, init)
+    config.task.train_data.input_path = coco_train(fraction)
+    return config
+  factory.__doc__ = (f'{build.__doc__.splitlines()[0]} {_INIT_NAMES[init]}, '
+                     f'Augment-{aug.upper()}, {fraction:.0%} of COCO, {train_steps:,} steps.')
+  paper_cells.register(name, factory, cells)
 
 
-@exp_factory.register_config_factory('retinanet_spinenet190_coco')
-def retinanet_spinenet190_coco() -> cfg.ExperimentConfig:
-  """SpineNet-190 (Table 5, Appendix H): 370k steps."""
-  return spinenet('190', 370_000)
+def efficientnet_b7_name(aug: str, init: str = 'rand', percent: int = 100) -> str:
+  """The registered B7 teacher's name: `retinanet_efficientnetb7_fpn_coco[20pct]_s4[_imagenet]`."""
+  coco = 'coco' if percent == 100 else f'coco{percent}pct'
+  return f'retinanet_efficientnetb7_fpn_{coco}_{aug}' + ('' if init == 'rand' else f'_{init}')
+
+
+# Table 2 (and Table 13's supervised row, Table 3's 100% column): EfficientNet-B7 on all of
+# COCO, each policy trained to its peak, Appendix H: Rand Init 45k / 90k / 90k / 120k steps,
+# ImageNet Init 22.5k / 45k / 90k / 90k.
+for _aug, _rand_steps, _imagenet_steps in (('s1', 45_000, 22_500), ('s2', 90_000, 45_000),
+                                           ('s3', 90_000, 90_000), ('s4', 120_000, 90_000)):
+  _table3 = ['f100'] if _aug == 's4' else []  # Table 3 is Augment-S4 throughout
+  _teacher(efficientnet_b7_name(_aug), efficientnet_b7_fpn, _aug, _rand_steps,
+           [('table2', 'rand', _aug), ('table13', 'rand', _aug)] +
+           [('table3', 'rand', c) for c in _table3])
+  _teacher(efficientnet_b7_name(_aug, 'imagenet'), efficientnet_b7_fpn, _aug, _imagenet_steps,
+           [('table2', 'imagenet', _aug)] + [('table3', 'imagenet', c) for c in _table3],
+           init='imagenet')
+# Table 3: Augment-S4; ImageNet++ Init peaks at 45k steps on all of COCO. On 20% / 50% of it
+# (Table 7 is the 20% column): Rand Init 45k / 90k, ImageNet Init 5.625k / 22.5k,
+# ImageNet++ Init 5.625k / 11.25k.
+_teacher(efficientnet_b7_name('s4', 'imagenet_plus'), efficientnet_b7_fpn, 's4', 45_000,
+         [('table3', 'imagenet_plus', 'f100')], init='imagenet_plus')
+for _percent, _steps in ((20, (45_000, 5_625, 5_625)), (50, (90_000, 22_500, 11_250))):
+  for _init, _init_steps in zip(('rand', 'imagenet', 'imagenet_plus'), _steps):
+    _cells = [('table3', _init, f'f{_percent}')]
+    if _percent == 20 and _init != 'imagenet_plus':
+      _cells.append(('table7', _init, 'supervised'))
+    _teacher(efficientnet_b7_name('s4', _init, _percent), efficientnet_b7_fpn, 's4',
+             _init_steps, _cells, init=_init, fraction=_percent / 100)
+# Table 4: ResNet-50, Augment-S4, all of COCO: Rand Init 200k steps, supervised and SimCLR
+# ImageNet Init 160k.
+_teacher('retinanet_resnet50_fpn_coco_s4', resnet50_fpn, 's4', 200_000, [('table4', 'rand', 'ap')])
+_teacher('retinanet_resnet50_fpn_coco_s4_imagenet', resnet50_fpn, 's4', 160_000,
+         [('table4', 'imagenet', 'ap')], init='imagenet')
+_teacher('retinanet_resnet50_fpn_coco_s4_simclr', resnet50_fpn, 's4', 160_000,
+         [('table4', 'simclr', 'ap')], init='simclr')
+# Table 12: ResNet-101, Rand Init: 45k / 90k / 90k / 180k steps.
+for _aug, _steps in (('s1', 45_000), ('s2', 90_000), ('s3', 90_000), ('s4', 180_000)):
+  _teacher(f'retinanet_resnet101_fpn_coco_{_aug}', resnet101_appendix_e, _aug, _steps,
+           [('table12', 'rand', _aug)], presets=RESNET101_PRESETS)
+
+
+def spinenet(model_id: str, train_steps: int, batch: int = 128) -> cfg.ExperimentConfig:
+  """SpineNet-143/190 RetinaNet at 1280 px (Table 5).
+
+  The paper keeps SpineNet's own hyperparameters except the batch, 128 instead of 256, and
+  the learning rate, halved with it. They are Model Garden's SpineNet COCO recipe
+  (`retinanet_spinenet_coco`, read here, not copied): weight decay 4e-5, flips and scale
+  jitter (0.1, 2.0), a stepwise schedule dropping 10x at 95% and 98% of the run after a
+  2000-step linear warm-up from 0.0067, drop connect 0.2, swish and synchronized batch norm.
+  From its `coco_spinenet{143,190}_tpu.yaml`: 1280 px, anchor size 4, bfloat16, and the
+  head (4 convolutions of 256 filters for SpineNet-143; 7 of 512 for SpineNet-190, with
+  which it has the paper's 164M parameters). The paper adds Soft-NMS with sigma 0.3.
+  """
+  garden = rn_cfg.retinanet_spinenet_coco()
+  task = RetinaNetTask()
+  task.override(garden.task.as_dict(), is_strict=True)
+  task.model.backbone.spinenet.model_id = model_id
+  task.model.input_size = [1280, 1280, 3]
+  task.model.anchor.anchor_size = 4.0
+  task.model.head.num_convs, task.model.head.num_filters = (
+      (7, 512) if model_id == '190' else (4, 256))
+  task.model.detection_generator = rn_cfg.DetectionGenerator(
+      nms_version='v1', soft_nms_sigma=0.3, pre_nms_score_threshold=0.05)
+  task.annotation_file = os.path.join(COCO_INPUT_PATH_BASE, 'instances_val2017.json')
+  task.train_data.input_path = coco_train()
+  task.train_data.global_batch_size = batch
+  task.validation_data.input_path = os.path.join(COCO_INPUT_PATH_BASE, 'val*')
+  optimizer = garden.trainer.optimizer_config
+  stepwise = optimizer.learning_rate.stepwise
+  stepwise.values = [v * batch / garden.task.train_data.global_batch_size
+                     for v in stepwise.values]
+  config = cfg.ExperimentConfig(
+      runtime=cfg.RuntimeConfig(mixed_precision_dtype='bfloat16'), task=task,
+      trainer=_full_scale_trainer(garden.trainer.train_steps, optimizer),
+      restrictions=[
+          'task.train_data.is_training != None',
+          'task.validation_data.is_training != None',
+          'task.model.min_level == task.model.backbone.spinenet.min_level',
+          'task.model.max_level == task.model.backbone.spinenet.max_level',
+      ])
+  return set_train_steps(config, train_steps)
+
+
+def _spinenet_teacher(model_id: str, train_steps: int):
+  def factory() -> cfg.ExperimentConfig:
+    return spinenet(model_id, train_steps)
+  factory.__doc__ = (f'SpineNet-{model_id} (Table 5): SpineNet\'s own recipe at batch 128, '
+                     f'{train_steps:,} steps.')
+  paper_cells.register(f'retinanet_spinenet{model_id}_coco', factory,
+                       [('table5', f'spinenet{model_id}', 'val')])
+
+
+# Table 5 / Appendix H: SpineNet-143 472k steps, SpineNet-190 370k.
+_spinenet_teacher('143', 472_000)
+_spinenet_teacher('190', 370_000)

@@ -23,7 +23,7 @@ Usage:
       --voc_split=train --output_file_prefix=/data/voc/voc_train
   python -m projects.self_training.data.convert subset \
       --input_pattern='/data/coco/train-*.tfrecord' --fraction=0.2 \
-      --output_file_prefix=/data/coco/train_20pct
+      --output_file_prefix=/data/coco/subsets/train_20pct
 """
 
 import hashlib

@@ -1,8 +1,9 @@
 r"""Exports a trained segmenter as a multi-scale SavedModel for the segmentation pseudo-labeler.
 
-The teacher's pseudo labels in the paper are class probabilities averaged over scales
-0.5-1.75 (and optionally a horizontal flip) at the original resolution; the averaging lives in
-the SavedModel (`serving.segmentation.MultiScaleSegmentationModule`) so the labeler needs
+The paper's segmentation pseudo labels come from multi-scale inference at the scales
+0.5-1.75; here they are the class probabilities averaged over those scales (and optionally
+horizontal flips, which the paper does not name) at the original resolution, an averaging
+that lives in the SavedModel (`serving.segmentation.MultiScaleSegmentationModule`) so the labeler needs
 nothing but the export. Two signatures, both returning `probabilities` [batch, h, w,
 num_classes] (float32, summing to 1 per pixel) and `image_info` [batch, 4, 2]:
 

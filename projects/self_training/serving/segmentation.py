@@ -1,10 +1,12 @@
 """Multi-scale (and flip) inference of a segmentation teacher, as a Model Garden export module.
 
-The paper's segmentation pseudo labels are the teacher's class probabilities averaged over
-the scales 0.5, 0.75, 1, 1.25, 1.5, 1.75 of its input size, optionally with a horizontal flip
-of each, at the original image resolution. Model Garden's `SegmentationModule` runs one pass
-at the configured input size and returns logits at the head's level (1/4 resolution), so this
-subclass keeps its normalization, resizing, decoding and signatures and replaces `serve`:
+The paper computes its segmentation pseudo labels with multi-scale inference at the scales
+0.5, 0.75, 1, 1.25, 1.5, 1.75 and says no more. Here the teacher's class probabilities are
+averaged over those scales of its input size, optionally with a horizontal flip of each (our
+choice, not the paper's), at the original image resolution. Model Garden's
+`SegmentationModule` runs one pass at the configured input size and returns logits at the
+head's level (1/4 resolution), so this subclass keeps its normalization, resizing, decoding
+and signatures and replaces `serve`:
 
   for each scale s (and the flipped image):
       normalize -> resize to the pass size (padded like Model Garden when the experiment keeps
