@@ -6,7 +6,7 @@ r"""The paper's full-scale recipes on a CPU: `describe` builds them, `dryrun` st
 
 `describe --recipes=PATH` ('-': standard output) writes, from the configs alone (no model
 is built), one row per full-scale experiment: the paper's cells it reproduces and their
-number, and its steps and alpha beside Appendix H's, batch, learning rate, augmentation,
+number, and its steps, alpha, batch and learning rate beside the paper's, augmentation,
 initialization and data (tests/test_paper_numbers.py checks each against the paper).
 
 `describe` builds every full-scale model (one build per distinct model: the Augment-S1..S4
@@ -214,14 +214,24 @@ def _registered(name: str):
   return trainer.build_params(name)
 
 
+def _peak_learning_rate(params) -> float:
+  schedule = params.trainer.optimizer_config.learning_rate
+  return (schedule.stepwise.values[0] if schedule.type == 'stepwise'
+          else schedule.cosine.initial_learning_rate)
+
+
 def recipe_of(name: str) -> paper_numbers.Recipe:
   """What experiment `name`'s config sets, in the terms of Appendix H's recipes; a student's
   init is its teacher's (the student itself starts from the teacher)."""
   params = _registered(name)
   task = params.task
   teacher = paper_cells.TEACHERS.get(name)
-  preset = augment.preset_of(_parser(task.train_data))
+  parser = _parser(task.train_data)
+  preset = augment.preset_of(parser)
   student = student_cfg.has_pseudo_data(task)
+  human, pseudo = _batches(task)
+  classification = getattr(task, 'classification_data', None)
+  policy = parser.aug_type.type if parser.aug_type else None
   return paper_numbers.Recipe(
       backbone=retinanet_cfg.backbone_name(task.model.backbone),
       augmentation=preset.lower() if preset else None,
@@ -230,7 +240,12 @@ def recipe_of(name: str) -> paper_numbers.Recipe:
       alpha=task.loss_normalization.alpha if student else None,
       unlabeled=_unlabeled_of(task),
       fraction=_fraction_of(task),
-      weight=getattr(task, 'classification_weight', None))
+      weight=getattr(task, 'classification_weight', None),
+      batch=human,
+      pseudo_batch=pseudo,
+      classification_batch=classification.global_batch_size if classification else 0,
+      learning_rate=_peak_learning_rate(params),
+      randaugment_magnitude=parser.aug_type.randaug.magnitude if policy == 'randaug' else None)
 
 
 def _cell_name(cell) -> str:
@@ -263,10 +278,8 @@ def _augmentation_text(parser) -> str:
 
 
 def _learning_rate(params) -> str:
-  schedule = params.trainer.optimizer_config.learning_rate
-  peak = (schedule.stepwise.values[0] if schedule.type == 'stepwise'
-          else schedule.cosine.initial_learning_rate)
-  return f'{peak:g} {schedule.type}'
+  schedule = params.trainer.optimizer_config.learning_rate.type
+  return f'{_peak_learning_rate(params):g} {schedule}'
 
 
 def _data(task, recipe: paper_numbers.Recipe) -> str:
@@ -279,10 +292,14 @@ def _data(task, recipe: paper_numbers.Recipe) -> str:
   return ' + '.join(parts)
 
 
-def _batch_text(task) -> str:
-  text = _batch(task)
-  classification = getattr(task, 'classification_data', None)
-  return f'{text} + {classification.global_batch_size}' if classification else text
+def _batch_text(recipe: Optional[paper_numbers.Recipe]) -> Optional[str]:
+  """'256', '256 + 256', '256 + 256 + 256' (human, pseudo, classification; a 0 half left
+  out); '—' for a number the paper does not state."""
+  if recipe is None:
+    return None
+  halves = [recipe.batch] + [b for b in (recipe.pseudo_batch, recipe.classification_batch)
+                             if b != 0]
+  return ' + '.join('—' if b is None else str(b) for b in halves)
 
 
 def recipes_markdown(names: Sequence[str]) -> str:
@@ -291,15 +308,18 @@ def recipes_markdown(names: Sequence[str]) -> str:
       '# The full-scale recipes against the paper', '',
       'Generated from the registered configs by '
       '`./run.sh describe --recipes=docs/full_scale_recipes.md`; do not edit by hand. '
-      'tests/test_paper_numbers.py checks every row against Appendix H of the paper '
-      '(`projects/self_training/paper_numbers.py`): steps, alpha, the classification-loss '
-      'weight, backbone, augmentation, initialization and data. Steps and alpha: ours, and '
-      'in parentheses Appendix H\'s for the first cell. Batch: human (+ pseudo-labeled, '
-      '+ classification) images per step. A student starts from its teacher '
+      'tests/test_paper_numbers.py checks every row against the paper '
+      '(`projects/self_training/paper_numbers.py`): steps, alpha and the classification-loss '
+      'weight (Appendix H), batch, peak learning rate and RandAugment magnitude (Sections '
+      '3.1-3.2 and the captions), backbone, augmentation, initialization and data. Steps, '
+      'alpha, batch and lr: ours, and in parentheses the paper\'s for the first cell (in batch '
+      'and lr, — is a number the paper does not state, and is not checked). Batch: human '
+      '(+ pseudo-labeled, + classification) images per step. A student starts from its teacher '
       '(`$TEACHERS_DIR/<teacher>`) and reads that teacher\'s pseudo labels; its init column '
       'names the teacher\'s.', '',
-      '| experiment | paper cells | paper AP / mIoU | steps (paper) | alpha (paper) | batch | '
-      'lr | augmentation | init | data |', '|---|---|---|---|---|---|---|---|---|---|']
+      '| experiment | paper cells | paper AP / mIoU | steps (paper) | alpha (paper) | '
+      'batch (paper) | lr (paper) | augmentation | init | data |',
+      '|---|---|---|---|---|---|---|---|---|---|']
   for name in names:
     params = _registered(name)
     task = params.task
@@ -315,7 +335,9 @@ def recipes_markdown(names: Sequence[str]) -> str:
         ' / '.join(numbers) or '—',
         _ours_paper(ours.steps, paper.steps if paper else None, _steps),
         _ours_paper(ours.alpha, paper.alpha if paper else None),
-        _batch_text(task), _learning_rate(params), _augmentation_text(_parser(task.train_data)),
+        f'{_batch_text(ours)} ({_batch_text(paper) or "—"})',
+        _ours_paper(_learning_rate(params), paper.learning_rate if paper else None),
+        _augmentation_text(_parser(task.train_data)),
         f'{init}, student of `{teacher}`' if teacher else init,
         _data(task, ours)]) + ' |')
   return '\n'.join(lines) + '\n'
