@@ -68,7 +68,7 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
 case "$cmd" in
-  main)     exec "$PY" -m projects.self_training.main "$@" ;;
+  main)     exec "$PY" -m projects.self_training.pipelines.detection_main "$@" ;;
   test)     exec "$PY" -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder "$@" ;;
   data)     exec "$PY" -m projects.self_training.data.emoji_scenes "$@" ;;
   convert)  exec "$PY" -m projects.self_training.data.convert "$@" ;;
@@ -77,18 +77,18 @@ case "$cmd" in
   export_segmentation) exec "$PY" -m projects.self_training.serving.export_segmentation "$@" ;;
   pseudo_label) exec "$PY" -m projects.self_training.pseudo_label.labeler "$@" ;;
   pseudo_label_beam) exec "$PY" -m projects.self_training.pseudo_label.beam_labeler "$@" ;;
-  segmentation) exec "$PY" -m projects.self_training.segmentation_main "$@" ;;
-  pretrain) exec "$PY" -m projects.self_training.pretrain "$@" ;;
-  convert_checkpoint) exec "$PY" -m projects.self_training.convert_checkpoint "$@" ;;
+  segmentation) exec "$PY" -m projects.self_training.pipelines.segmentation_main "$@" ;;
+  pretrain) exec "$PY" -m projects.self_training.pipelines.pretrain "$@" ;;
+  convert_checkpoint) exec "$PY" -m projects.self_training.tools.convert_checkpoint "$@" ;;
   bench)    exec "$PY" bench/teacher_throughput.py "$@" ;;
   bench_margin) exec "$PY" bench/self_training_margin.py "$@" ;;
   bench_overhead) exec "$PY" bench/self_training_overhead.py "$@" ;;
   bench_seg_scales) exec "$PY" bench/seg_pseudo_label_scales.py "$@" ;;
   bench_seg_margin) exec "$PY" bench/seg_margin.py "$@" ;;
-  study)    exec "$PY" -m projects.self_training.study "$@" ;;
-  compare)  exec "$PY" -m projects.self_training.compare "$@" ;;
+  study)    exec "$PY" -m projects.self_training.study.study "$@" ;;
+  compare)  exec "$PY" -m projects.self_training.study.compare "$@" ;;
   report)   exec "$PY" -m projects.self_training.pseudo_label.report "$@" ;;
-  describe) exec "$PY" -m projects.self_training.full_scale describe "$@" ;;
-  dryrun)   exec "$PY" -m projects.self_training.full_scale dryrun "$@" ;;
+  describe) exec "$PY" -m projects.self_training.tools.full_scale describe "$@" ;;
+  dryrun)   exec "$PY" -m projects.self_training.tools.full_scale dryrun "$@" ;;
   *) echo "run.sh: unknown subcommand '$cmd' (see ./run.sh --help)" >&2; exit 2 ;;
 esac

@@ -20,10 +20,10 @@ from absl import flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from projects.self_training import segmentation_main  # pylint: disable=g-import-not-at-top
-from projects.self_training import segmentation_pipeline as seg
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
+from projects.self_training.pipelines import segmentation as seg
+from projects.self_training.pipelines import segmentation_main  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds for control, train+aug and student.')

@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 
 from official.core import task_factory  # pylint: disable=g-import-not-at-top
 
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.serving import export_segmentation
 from projects.self_training.serving import segmentation
 

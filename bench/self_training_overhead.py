@@ -27,9 +27,9 @@ sys.path.insert(0, ROOT)
 
 from official.core import task_factory  # pylint: disable=g-import-not-at-top
 
-from projects.self_training import pipeline
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
+from projects.self_training.pipelines import detection as pipeline
 from projects.self_training.pseudo_label import labeler
 from projects.self_training.pseudo_label import sources
 

@@ -28,9 +28,9 @@ sys.path.insert(0, ROOT)
 from official.core import task_factory  # pylint: disable=g-import-not-at-top
 from official.core import train_lib
 
-from projects.self_training import pipeline
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
+from projects.self_training.pipelines import detection as pipeline
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('train_steps', 60, 'Timed training steps (after warm-up).')

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.configs import augment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from projects.self_training import convert_checkpoint
-from projects.self_training import initialization
+from projects.self_training.common import initialization
+from projects.self_training.tools import convert_checkpoint
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCOPE = 'efficientnet-b0'
@@ -118,7 +118,7 @@ def test_missing_or_misshapen_source_is_one_line_and_writes_nothing(tf1_checkpoi
 def test_cli_reports_in_one_line(tf1_checkpoint, tmp_path):
   env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   run = lambda *args: subprocess.run(
-      [sys.executable, '-m', 'projects.self_training.convert_checkpoint', *args],
+      [sys.executable, '-m', 'projects.self_training.tools.convert_checkpoint', *args],
       capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
   ok = run(f'--input={tf1_checkpoint[0]}', f'--output={tmp_path}/mg/ckpt', '--model_id=b0')
   assert ok.returncode == 0, ok.stderr[-2000:]

@@ -7,10 +7,10 @@ import tensorflow as tf
 import tf_keras
 
 from official.core import task_factory
-from projects.self_training import full_scale
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.data import categories
 from projects.self_training.data import emoji_scenes
+from projects.self_training.tools import full_scale
 
 def test_all_experiments_validate():
   names = trainer.project_experiments()

@@ -9,9 +9,9 @@ import tf_keras
 from official.core import task_factory
 from official.vision.losses import focal_loss as official_focal_loss
 from official.vision.tasks import retinanet
-from projects.self_training import pipeline
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.losses import focal_loss
+from projects.self_training.pipelines import detection as pipeline
 from projects.self_training.tasks import detection
 from tests.conftest import TINY
 

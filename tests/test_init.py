@@ -15,9 +15,9 @@ import tf_keras
 
 from official.core import task_factory
 
-from projects.self_training import initialization
-from projects.self_training import pipeline
-from projects.self_training import trainer
+from projects.self_training.common import initialization
+from projects.self_training.common import trainer
+from projects.self_training.pipelines import detection as pipeline
 from tests.conftest import TINY
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

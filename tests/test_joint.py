@@ -8,11 +8,11 @@ import tf_keras
 from official.core import task_factory
 from official.vision.tasks import retinanet
 
-from projects.self_training import pipeline
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.configs import joint as joint_cfg
 from projects.self_training.configs import pretrain as pretrain_cfg
 from projects.self_training.data import emoji_scenes
+from projects.self_training.pipelines import detection as pipeline
 from projects.self_training.tasks import joint
 from tests.conftest import TINY
 

@@ -32,7 +32,7 @@ _STEP = textwrap.dedent('''
     cpu = tf.config.list_physical_devices('CPU')[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from official.core import task_factory
-    from projects.self_training import trainer
+    from projects.self_training.common import trainer
     from projects.self_training.tasks import self_training
 
     human, pseudo, annotations, init = sys.argv[1:5]

@@ -12,10 +12,10 @@ import os
 
 import pytest
 
-from projects.self_training import full_scale
-from projects.self_training import paper_numbers
 from projects.self_training.configs import paper_cells
 from projects.self_training.configs import student as student_cfg
+from projects.self_training.study import paper_numbers
+from projects.self_training.tools import full_scale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES_DOC = os.path.join(ROOT, 'docs', 'full_scale_recipes.md')

@@ -10,10 +10,10 @@ import tensorflow as tf
 from official.core import task_factory
 from official.vision.ops import preprocess_ops
 
-from projects.self_training import pretrain
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.configs import pretrain as pretrain_cfg
 from projects.self_training.data import categories
+from projects.self_training.pipelines import pretrain
 from projects.self_training.tasks import simclr
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

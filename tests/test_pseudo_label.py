@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from official.core import task_factory
 from official.vision.dataloaders import tf_example_decoder
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pseudo_label import labeler
 from projects.self_training.serving import export

@@ -19,7 +19,7 @@ import tf_keras
 from official.core import task_factory
 from official.vision.modeling import factory
 
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.data import categories
 from projects.self_training.serving import export_segmentation
 from projects.self_training.serving import segmentation

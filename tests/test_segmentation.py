@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from official.core import task_factory
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pseudo_label import labeler
 from tests.conftest import TINY
@@ -67,7 +67,7 @@ def test_segmentation_pipeline_end_to_end_at_tiny_size(tiny_voc, tmp_path):
   runs = tmp_path / 'runs'
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   override = f'{TINY},{SIZE}'
-  cmd = [sys.executable, '-m', 'projects.self_training.segmentation_main',
+  cmd = [sys.executable, '-m', 'projects.self_training.pipelines.segmentation_main',
          f'--data_dir={tiny_voc}', f'--runs_dir={runs}', f'--params_override={override}',
          f'--student_override={override}', '--student_steps=6', '--holdout_size=4',
          '--scales=0.5,1.0', '--threshold=0.3']

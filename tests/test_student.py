@@ -15,9 +15,9 @@ import tf_keras
 
 from official.core import task_factory
 from official.vision.tasks import retinanet
-from projects.self_training import pipeline
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
+from projects.self_training.pipelines import detection as pipeline
 from tests.conftest import TINY
 from projects.self_training.pseudo_label import labeler
 
@@ -180,7 +180,7 @@ def test_student_requires_pseudo_data(tiny_data):
 def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   runs = tmp_path / 'runs'
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
-  cmd = [sys.executable, '-m', 'projects.self_training.main', f'--data_dir={tiny_data}',
+  cmd = [sys.executable, '-m', 'projects.self_training.pipelines.detection_main', f'--data_dir={tiny_data}',
          f'--runs_dir={runs}', f'--params_override={TINY}', f'--student_override={TINY}',
          '--student_steps=6', '--threshold=0.0', '--rounds=2', '--alpha=0.25',
          '--pseudo_background_weight=0.5']

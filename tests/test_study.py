@@ -5,11 +5,11 @@ import os
 import pytest
 import yaml
 
-from projects.self_training import compare
-from projects.self_training import pipeline
-from projects.self_training import study
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
+from projects.self_training.pipelines import detection as pipeline
+from projects.self_training.study import compare
+from projects.self_training.study import study
 
 
 @pytest.fixture(scope='module')
@@ -178,7 +178,7 @@ def test_study_cli_rejects_a_bad_cell_pattern(tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   result = subprocess.run(
-      [sys.executable, '-m', 'projects.self_training.study', '--cells=tabel2.*',
+      [sys.executable, '-m', 'projects.self_training.study.study', '--cells=tabel2.*',
        f'--study_dir={tmp_path}'], capture_output=True, text=True, check=False)
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith("error: --cells 'tabel2.*' matches")

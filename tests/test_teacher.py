@@ -13,9 +13,9 @@ import tf_keras
 
 from official.core import task_factory
 
-from projects.self_training import pipeline
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
+from projects.self_training.pipelines import detection as pipeline
 from tests.conftest import TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,7 +57,7 @@ def test_plateau_rule():
 def test_main_job_rejects_incomplete_data_dir(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   proc = subprocess.run(
-      [sys.executable, '-m', 'projects.self_training.main', f'--data_dir={tmp_path}',
+      [sys.executable, '-m', 'projects.self_training.pipelines.detection_main', f'--data_dir={tmp_path}',
        f'--runs_dir={tmp_path / "m"}'],
       capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
   assert proc.returncode == 2

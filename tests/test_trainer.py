@@ -6,9 +6,9 @@ import tf_keras
 
 from official.core import task_factory
 
-from projects.self_training import pipeline
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
+from projects.self_training.pipelines import detection as pipeline
 from tests.conftest import TINY
 
 SERVICE = 'grpc://data-service:5050'

@@ -24,8 +24,8 @@ from absl import logging
 
 from official.common import flags as tfm_flags
 
-from projects.self_training import initialization
-from projects.self_training import trainer
+from projects.self_training.common import initialization
+from projects.self_training.common import trainer
 
 FLAGS = flags.FLAGS
 MODES = ('train', 'eval', 'train_and_eval', 'continuous_eval')

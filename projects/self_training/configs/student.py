@@ -22,12 +22,11 @@ from official.core import exp_factory
 from official.modeling import hyperparams
 from official.vision.configs import retinanet as rn_cfg
 
+from projects.self_training.common import paths
 from projects.self_training.configs import retinanet
 
 # Where the main job writes its stages (teacher, export, pseudo labels, student).
-EMBEDDED_RUNS_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
-        __file__))))), 'runs')
+EMBEDDED_RUNS_DIR = paths.RUNS_DIR
 
 
 # Appendix B: the moving averages decay at 0.9997, a horizon of 1 / (1 - 0.9997) = 3333

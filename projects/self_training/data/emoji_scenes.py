@@ -40,12 +40,11 @@ import tensorflow as tf
 import tqdm
 
 from official.vision.data import tf_example_builder
+from projects.self_training.common import paths
 from projects.self_training.data import categories
 
 # `.cache/` under the repository root (gitignored).
-DEFAULT_DATA_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))))), '.cache', 'emoji_scenes')
+DEFAULT_DATA_DIR = os.path.join(paths.CACHE_DIR, 'emoji_scenes')
 
 DETECTION_SPLITS = ('train', 'holdout', 'val')
 UNLABELED_SPLIT = 'unlabeled_scenes'

@@ -40,7 +40,7 @@ from apache_beam.options import pipeline_options
 from apache_beam.utils import shared
 import tensorflow as tf
 
-from projects.self_training.jsonio import read_json
+from projects.self_training.common.file_io import read_json
 from projects.self_training.pseudo_label import labeler
 
 NAMESPACE = 'pseudo_label'

@@ -59,8 +59,8 @@ import tqdm
 
 from official.vision.data import tf_example_builder
 
-from projects.self_training.jsonio import read_json
-from projects.self_training.jsonio import write_json
+from projects.self_training.common.file_io import read_json
+from projects.self_training.common.file_io import write_json
 from projects.self_training.pseudo_label import sources
 
 LABEL_MAP = os.path.join('assets.extra', 'label_map.json')

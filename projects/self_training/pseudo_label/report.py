@@ -34,8 +34,8 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from projects.self_training.jsonio import read_json
-from projects.self_training.jsonio import write_json
+from projects.self_training.common.file_io import read_json
+from projects.self_training.common.file_io import write_json
 from projects.self_training.pseudo_label import labeler
 from projects.self_training.pseudo_label import quality
 

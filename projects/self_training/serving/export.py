@@ -27,7 +27,7 @@ import tensorflow as tf
 from official.core import config_definitions as cfg
 from official.vision.serving import export_saved_model_lib
 
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.data import categories
 from projects.self_training.pseudo_label.labeler import LABEL_MAP
 

@@ -29,10 +29,10 @@ from absl import flags
 from official.core import config_definitions as cfg
 from official.vision.configs import semantic_segmentation as seg_cfg
 
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.data import categories
-from projects.self_training.serving import segmentation
 from projects.self_training.serving import export
+from projects.self_training.serving import segmentation
 
 DEFAULT_SCALES = segmentation.DEFAULT_SCALES
 DEFAULT_EXPERIMENT = 'emoji_segmentation'

@@ -34,12 +34,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from absl import app
 from absl import flags
 
-from projects.self_training import paper_numbers
-from projects.self_training import pipeline
-from projects.self_training import trainer
+from projects.self_training.common import paths
+from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
+from projects.self_training.pipelines import detection as pipeline
+from projects.self_training.study import paper_numbers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CELLS_DIR = 'cells'
 REPORT = 'report.md'
 INIT_NAMES = {'rand': 'Rand Init', 'imagenet': 'ImageNet Init', 'imagenet_plus': 'ImageNet++ Init',
@@ -271,7 +271,7 @@ class Study:
     """The checkpoint of a pre-trained init (pre-trained once per study, at its size)."""
     if init == 'rand':
       return None
-    from projects.self_training import pretrain  # pylint: disable=g-import-not-at-top
+    from projects.self_training.pipelines import pretrain  # pylint: disable=g-import-not-at-top
     override = self.size.pretrain_override
     if self.size.pretrain_steps is not None:
       from projects.self_training.configs import pretrain as pretrain_cfg  # pylint: disable=g-import-not-at-top
@@ -299,8 +299,8 @@ class Study:
         data_dir=self.data_dir, runs_dir=os.path.join(self.study_dir, 'groups', group.name),
         teacher_experiment=f'emoji_retinanet{joint}',
         student_experiment=f'emoji_retinanet{joint}_student',
-        gin_files=[os.path.join(ROOT, 'gin', 'augment', f'{group.aug}.gin'),
-                   os.path.join(ROOT, 'gin', 'init', f'{group.init}.gin')],
+        gin_files=[os.path.join(paths.GIN_DIR, 'augment', f'{group.aug}.gin'),
+                   os.path.join(paths.GIN_DIR, 'init', f'{group.init}.gin')],
         gin_params=gin_params,
         teacher_override=pipeline.join_overrides(schedule, size.override),
         student_override=size.override,
@@ -595,7 +595,7 @@ def write_report(study_dir: str) -> str:
 # Command line.
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('study_dir', os.path.join(ROOT, 'runs', 'study'), 'Where the study writes.')
+flags.DEFINE_string('study_dir', os.path.join(paths.RUNS_DIR, 'study'), 'Where the study writes.')
 flags.DEFINE_string('data_dir', None, 'An emoji-scenes set (default: the embedded one).')
 flags.DEFINE_enum('size', 'small', list(SIZES), 'Steps per stage (fidelity against time).')
 flags.DEFINE_list('cells', ['default'], 'Cell ids or globs (table2.*, table3.rand_st.f20), '

@@ -14,10 +14,10 @@ import time
 from absl import app
 from absl import flags
 
-from projects.self_training import segmentation_pipeline as seg
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.configs import student
 from projects.self_training.data import emoji_scenes
+from projects.self_training.pipelines import segmentation as seg
 
 FLAGS = flags.FLAGS
 _DEFAULTS = seg.Settings(data_dir='', runs_dir='')

@@ -123,7 +123,7 @@ def check_fits(checkpoint: str, items: Mapping[str, tf.Module]) -> int:
       raise CheckpointMismatch(
           f'init checkpoint {checkpoint} does not fit the model: it has no {name} '
           f'(shape {list(_shape(variable))}); is it a checkpoint of another architecture, '
-          'or one that needs projects/self_training/convert_checkpoint.py?')
+          'or one that needs projects/self_training/tools/convert_checkpoint.py?')
     if tuple(theirs[key]) != _shape(variable):
       raise CheckpointMismatch(
           f'init checkpoint {checkpoint} does not fit the model: {name} has shape '

@@ -27,11 +27,11 @@ from official.modeling import performance
 from official.vision import registry_imports  # pylint: disable=unused-import
 from official.vision.utils import summary_manager
 
-from projects.self_training import initialization
-from projects.self_training import registry_imports as _  # pylint: disable=unused-import
+from projects.self_training.common import initialization
+from projects.self_training.common import registry_imports as _  # pylint: disable=unused-import
+from projects.self_training.common.file_io import read_json  # pylint: disable=unused-import
+from projects.self_training.common.file_io import write_json  # pylint: disable=unused-import
 from projects.self_training.configs import augment
-from projects.self_training.jsonio import read_json  # pylint: disable=unused-import
-from projects.self_training.jsonio import write_json  # pylint: disable=unused-import
 
 HISTORY_FILE = 'plateau_history.json'
 BEST_SUBDIR = 'best_ckpt'
@@ -319,7 +319,7 @@ def train_to_plateau(params, model_dir: str, plateau: Plateau = Plateau(),
 
 def _draw_inputs(params, model_dir: str, step: int, index: int, progress) -> None:
   """A student's human and pseudo inputs, drawn, in TensorBoard; never stops training."""
-  from projects.self_training import input_images  # pylint: disable=g-import-not-at-top
+  from projects.self_training.common import input_images  # pylint: disable=g-import-not-at-top
   try:
     input_images.write(params, model_dir, step, index)
   except (ValueError, OSError, tf.errors.OpError) as e:

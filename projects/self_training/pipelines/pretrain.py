@@ -27,13 +27,13 @@ from official.core import task_factory
 from official.vision.dataloaders import classification_input
 from official.vision.ops import preprocess_ops
 
-from projects.self_training import initialization
-from projects.self_training import trainer
+from projects.self_training.common import initialization
+from projects.self_training.common import paths
+from projects.self_training.common import trainer
 from projects.self_training.configs import pretrain as pretrain_cfg
 from projects.self_training.configs import retinanet
 from projects.self_training.modeling import features
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KINDS = {
     'imagenet': 'emoji_iconic_classification',
     'imagenet_plus': 'emoji_iconic_classification_plus',
@@ -180,7 +180,7 @@ FLAGS = flags.FLAGS
 def define_flags():
   """The command line's flags (defined when run as a program, so that importing this
   module from another program, e.g. the study, does not clash with its flags)."""
-  flags.DEFINE_string('runs_dir', os.path.join(ROOT, 'runs'), 'Where runs are written.')
+  flags.DEFINE_string('runs_dir', paths.RUNS_DIR, 'Where runs are written.')
   flags.DEFINE_string('data_dir', None, 'An emoji-scenes data set (default: the embedded one).')
   flags.DEFINE_string('params_override', '', 'Model Garden params override for the experiment.')
   flags.DEFINE_bool('force', False, 'Redo a finished kind from scratch.')

@@ -21,9 +21,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from absl import app
 import yaml
 
-from projects.self_training import jsonio
-from projects.self_training import paper_numbers
-from projects.self_training import trainer
+from projects.self_training.common import file_io as jsonio
+from projects.self_training.common import trainer
+from projects.self_training.study import paper_numbers
 
 # Model Garden's published COCO numbers for recipes we also register, as printed in
 # tensorflow/models official/vision/MODEL_GARDEN.md (RetinaNet table); SpineNet-190's from

@@ -38,7 +38,7 @@ import tf_keras
 from official.vision.modeling.backbones import efficientnet
 from official.vision.modeling.backbones import resnet
 
-from projects.self_training import initialization
+from projects.self_training.common import initialization
 from projects.self_training.configs import retinanet
 from projects.self_training.modeling import efficientnet_l2  # pylint: disable=unused-import
 

@@ -22,7 +22,7 @@ import tf_keras
 
 from official.core import exp_factory
 
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 
 STAGES = ('teacher', 'export', 'pseudo', 'control', 'student')

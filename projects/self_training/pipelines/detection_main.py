@@ -14,18 +14,18 @@ import time
 from absl import app
 from absl import flags
 
-from projects.self_training import pipeline
-from projects.self_training import plots
-from projects.self_training import trainer
+from projects.self_training.common import paths
+from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
+from projects.self_training.pipelines import detection as pipeline
+from projects.self_training.pipelines import plots
 
 FLAGS = flags.FLAGS
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _DEFAULTS = pipeline.Settings(data_dir='', runs_dir='')
 
 flags.DEFINE_string('data_dir', None, 'An existing emoji-scenes set (default: generate or reuse '
                     'the cached default set).')
-flags.DEFINE_string('runs_dir', os.path.join(ROOT, 'runs'), 'Where every stage writes.')
+flags.DEFINE_string('runs_dir', paths.RUNS_DIR, 'Where every stage writes.')
 flags.DEFINE_list('stages', list(pipeline.STAGES), 'Stages to run, in order, with '
                   'the stages they read.')
 flags.DEFINE_list('force', [], 'Stages to redo from scratch (or "all").')

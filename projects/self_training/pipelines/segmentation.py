@@ -25,9 +25,9 @@ from typing import Any, Callable, ClassVar, Dict, List, Sequence
 
 import tensorflow as tf
 
-from projects.self_training import pipeline
-from projects.self_training import trainer
+from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
+from projects.self_training.pipelines import detection as pipeline
 
 STAGES = ('split', 'teacher', 'export', 'pseudo', 'control', 'train_aug', 'student')
 DEPENDS_ON = {'split': (), 'teacher': ('split',), 'export': ('teacher',),

@@ -42,9 +42,11 @@ import tf_keras
 from official.core import task_factory
 from official.core import train_utils
 
-from projects.self_training import paper_numbers
-from projects.self_training import registry_imports  # pylint: disable=unused-import
-from projects.self_training import trainer
+from projects.self_training.common import registry_imports  # pylint: disable=unused-import
+from projects.self_training.common import trainer
+from projects.self_training.common.file_io import read_json
+from projects.self_training.common.file_io import write_json
+from projects.self_training.common.file_io import write_text
 from projects.self_training.configs import augment
 from projects.self_training.configs import paper_cells
 from projects.self_training.configs import pretrain as pretrain_cfg
@@ -52,9 +54,7 @@ from projects.self_training.configs import retinanet as retinanet_cfg
 from projects.self_training.configs import segmentation as segmentation_cfg
 from projects.self_training.configs import student as student_cfg
 from projects.self_training.data import emoji_scenes
-from projects.self_training.jsonio import read_json
-from projects.self_training.jsonio import write_json
-from projects.self_training.jsonio import write_text
+from projects.self_training.study import paper_numbers
 
 # The paper's multiply-adds per image (Tables 5 and 6), keyed by experiment prefix.
 PAPER_FLOPS = {
@@ -309,7 +309,7 @@ def recipes_markdown(names: Sequence[str]) -> str:
       'Generated from the registered configs by '
       '`./run.sh describe --recipes=docs/full_scale_recipes.md`; do not edit by hand. '
       'tests/test_paper_numbers.py checks every row against the paper '
-      '(`projects/self_training/paper_numbers.py`): steps, alpha and the classification-loss '
+      '(`projects/self_training/study/paper_numbers.py`): steps, alpha and the classification-loss '
       'weight (Appendix H), batch, peak learning rate and RandAugment magnitude (Sections '
       '3.1-3.2 and the captions), backbone, augmentation, initialization and data. Steps, '
       'alpha, batch and lr: ours, and in parentheses the paper\'s for the first cell (in batch '
