@@ -17,6 +17,7 @@ from official.vision.dataloaders import tf_example_decoder
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pseudo_label import labeler
+from projects.self_training.pseudo_label import schema
 from projects.self_training.serving import export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,14 +107,14 @@ def test_ignore_threshold_marks_uncertain_boxes():
          'detection_scores': np.array([[0.8, 0.3, 0.1, 0.4]]),
          'detection_classes': np.array([[3, 4, 5, 6]]), 'num_detections': np.array([4])}
   boxes, classes, scores = labeler.keep(out, 0, 0.5, ignore_threshold=0.2)
-  assert classes.tolist() == [3, labeler.IGNORE_CLASS]
+  assert classes.tolist() == [3, schema.IGNORE_CLASS]
   np.testing.assert_allclose(scores, [0.8, 0.3], rtol=1e-6)
   np.testing.assert_allclose(boxes[1], [.6, .6, .9, .9], rtol=1e-6)
   # Without a kept box to duplicate, the same uncertain box is an ignore region.
   alone = dict(out, detection_scores=np.array([[0.45, 0.3, 0.1, 0.4]]))
   _, classes, _ = labeler.keep(alone, 0, 0.5, ignore_threshold=0.2)
-  assert classes.tolist() == [labeler.IGNORE_CLASS] * 3
-  labeled = labeler.Labeled('1', b'', 10, 10, boxes, np.array([3, labeler.IGNORE_CLASS]),
+  assert classes.tolist() == [schema.IGNORE_CLASS] * 3
+  labeled = labeler.Labeled('1', b'', 10, 10, boxes, np.array([3, schema.IGNORE_CLASS]),
                             scores)
   _, anns = labeled.coco(1, 1)
   assert [a['category_id'] for a in anns] == [3]  # ignore boxes stay out of the COCO JSON
@@ -250,9 +251,9 @@ def test_labeler_on_the_exported_teacher_is_deterministic(pool, exported, tmp_pa
   b = labeler.run(path, source, str(tmp_path / 'b'), threshold=0.0, num_shards=2,
                   progress=False)
   assert a['num_images'] == 10 and a['num_boxes'] > 0
-  assert _records(labeler.record_pattern(str(tmp_path / 'a'))) == _records(
-      labeler.record_pattern(str(tmp_path / 'b')))
-  coco = json.loads((tmp_path / 'a' / labeler.COCO_JSON).read_text())
+  assert _records(schema.record_pattern(str(tmp_path / 'a'))) == _records(
+      schema.record_pattern(str(tmp_path / 'b')))
+  coco = json.loads((tmp_path / 'a' / schema.COCO_JSON).read_text())
   assert len(coco['annotations']) == a['num_boxes']
   assert coco['categories'][0] == {'id': 1, 'name': 'person'}
 
@@ -268,13 +269,13 @@ def test_kill_mid_run_then_resume_equals_an_uninterrupted_run(pool, tmp_path):
   # Shard 0 (2 calls) finished; shard 1 died: nothing of it is left under a final name.
   names = sorted(os.listdir(out))
   assert names == ['pseudo-00000-of-00003.json', 'pseudo-00000-of-00003.tfrecord']
-  assert not os.path.exists(os.path.join(out, labeler.SUMMARY))
+  assert not os.path.exists(os.path.join(out, schema.SUMMARY))
   resumed_teacher = FakeTeacher()
   resumed = labeler.run('fake', source, out, num_shards=3, batch_size=2, progress=False,
                         teacher=resumed_teacher)
   assert resumed_teacher.calls == 4  # shards 1 and 2 only (3 + 3 images, batches of 2)
-  assert _records(labeler.record_pattern(out)) == _records(
-      labeler.record_pattern(str(tmp_path / 'whole')))
+  assert _records(schema.record_pattern(out)) == _records(
+      schema.record_pattern(str(tmp_path / 'whole')))
   assert resumed['num_images'] == whole['num_images'] == 10
   assert resumed['num_boxes'] == whole['num_boxes']
 
@@ -288,7 +289,7 @@ def test_one_worker_per_shard_then_merge(pool, tmp_path):
   summary = labeler.run('fake', source, out, num_shards=2, shard_index=0, progress=False,
                         teacher=FakeTeacher())
   assert summary['num_images'] == 10
-  ids = [i['id'] for i in json.loads(open(os.path.join(out, labeler.COCO_JSON)).read())['images']]
+  ids = [i['id'] for i in json.loads(open(os.path.join(out, schema.COCO_JSON)).read())['images']]
   assert len(set(ids)) == 10
   # Fake scores: m and 1 - m for the two boxes, 0.2 for the third: exactly one of the
   # first two passes 0.5 unless m == 0.5; the third never does.
@@ -313,7 +314,7 @@ def test_corrupt_and_odd_images_in_a_folder(tmp_path):
   assert skipped == {'d_truncated.jpg', 'e_notes.txt'}
   assert all(s['source_id'] and s['reason'] for s in summary['skipped'])
   decoder = tf_example_decoder.TfExampleDecoder()
-  for record in _records(labeler.record_pattern(str(tmp_path / 'out'))):
+  for record in _records(schema.record_pattern(str(tmp_path / 'out'))):
     assert decoder.decode(tf.constant(record))['image'].shape[-1] == 3
 
 
@@ -362,10 +363,10 @@ def test_labels_a_tfds_split(tmp_path):
     summary = labeler.run('unused', 'tfds:mnist@test', out, num_shards=2, progress=False,
                           teacher=FakeTeacher())
   assert summary['num_images'] == 5 and summary['num_skipped'] == 0
-  coco = json.loads(open(os.path.join(out, labeler.COCO_JSON)).read())
+  coco = json.loads(open(os.path.join(out, schema.COCO_JSON)).read())
   assert sorted(im['id'] for im in coco['images']) == [1, 2, 3, 4, 5]
   assert {(im['height'], im['width']) for im in coco['images']} == {(28, 28)}
-  assert len(_records(labeler.record_pattern(out))) == 5
+  assert len(_records(schema.record_pattern(out))) == 5
 
 
 def _without_timing(summary):
@@ -393,19 +394,19 @@ def test_beam_pipeline_equals_the_single_process_labeler(pool, exported, tmp_pat
                                          '--direct_running_mode=multi_threading'])
     assert single['num_boxes'] > 0
     for shard in range(3):  # record for record, shard for shard
-      shard_file = labeler.shard_name(shard, 3) + '.tfrecord'
+      shard_file = schema.shard_name(shard, 3) + '.tfrecord'
       assert (_records(os.path.join(out, shard_file)) ==
               _records(os.path.join(tmp_path / f'single_{name}', shard_file)))
     assert _without_timing(beamed) == _without_timing(single) | {
-        'records': labeler.record_pattern(out)}
-    assert ((tmp_path / f'single_{name}' / labeler.COCO_JSON).read_text() ==
-            (tmp_path / f'beam_{name}' / labeler.COCO_JSON).read_text())
+        'records': schema.record_pattern(out)}
+    assert ((tmp_path / f'single_{name}' / schema.COCO_JSON).read_text() ==
+            (tmp_path / f'beam_{name}' / schema.COCO_JSON).read_text())
   assert beamed['num_skipped'] == 2 and beamed['num_images'] == 10
   # A re-run skips complete shards: their records are not rewritten.
-  first = os.stat(os.path.join(out, labeler.shard_name(0, 3) + '.tfrecord')).st_mtime_ns
-  os.remove(os.path.join(out, labeler.SUMMARY))
+  first = os.stat(os.path.join(out, schema.shard_name(0, 3) + '.tfrecord')).st_mtime_ns
+  os.remove(os.path.join(out, schema.SUMMARY))
   again = beam_labeler.run(path, str(folder), out, num_shards=3, threshold=0.05, batch_size=4)
-  assert os.stat(os.path.join(out, labeler.shard_name(0, 3) + '.tfrecord')).st_mtime_ns == first
+  assert os.stat(os.path.join(out, schema.shard_name(0, 3) + '.tfrecord')).st_mtime_ns == first
   assert _without_timing(again) == _without_timing(beamed)
 
 

@@ -13,6 +13,7 @@ from official.core import task_factory
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pseudo_label import labeler
+from projects.self_training.pseudo_label import schema
 from tests.conftest import TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,7 +98,7 @@ def test_segmentation_pipeline_end_to_end_at_tiny_size(tiny_voc, tmp_path):
 
   # The pseudo masks are records of the human schema: Model Garden's decoder reads them,
   # and each pixel is a class id or the ignore label.
-  record = next(iter(tf.data.TFRecordDataset(labeler.record_pattern(str(runs / 'pseudo'))
+  record = next(iter(tf.data.TFRecordDataset(schema.record_pattern(str(runs / 'pseudo'))
                                              .replace('*-of-*', '00000-of-00002'))))
   feats = tf.io.parse_single_example(record, {
       'image/segmentation/class/encoded': tf.io.FixedLenFeature((), tf.string)})

@@ -20,6 +20,7 @@ from projects.self_training.data import emoji_scenes
 from projects.self_training.pipelines import detection as pipeline
 from tests.conftest import TINY
 from projects.self_training.pseudo_label import labeler
+from projects.self_training.pseudo_label import schema
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -295,7 +296,7 @@ def test_ignore_boxes_get_no_loss(tiny_data, tmp_path):
     writer.write(labeler.Labeled(
         '7', encoded, 64, 64,
         np.array([[0.1, 0.1, 0.5, 0.5], [0.55, 0.5, 0.95, 0.95]], np.float32),
-        np.array([18, labeler.IGNORE_CLASS]), np.array([0.9, 0.3], np.float32)).example())
+        np.array([18, schema.IGNORE_CLASS]), np.array([0.9, 0.3], np.float32)).example())
   params = _params('emoji_retinanet_student', tiny_data,
                    f'task.pseudo_data.input_path={path},task.pseudo_data.global_batch_size=1,'
                    'task.pseudo_data.parser.aug_rand_hflip=false,'
@@ -305,7 +306,7 @@ def test_ignore_boxes_get_no_loss(tiny_data, tmp_path):
   _, (_, labels) = next(iter(task.build_inputs(params.task.train_data)))
   from official.vision.losses import loss_utils  # pylint: disable=g-import-not-at-top
   targets = loss_utils.multi_level_flatten(labels['cls_targets'], last_dim=None).numpy()
-  ignored, real = targets == labeler.IGNORE_CLASS, targets == 18
+  ignored, real = targets == schema.IGNORE_CLASS, targets == 18
   assert ignored.sum() >= 1 and real.sum() >= 1
   masked = task.pseudo_label_weights(labels)
   assert masked['cls_weights'].numpy()[ignored].sum() == 0

@@ -18,8 +18,8 @@ from PIL import ImageDraw
 import tensorflow as tf
 
 from projects.self_training.data import categories
-from projects.self_training.pseudo_label import labeler
 from projects.self_training.pseudo_label import report
+from projects.self_training.pseudo_label import schema
 
 SIZE = 192
 MAX_SCAN = 256
@@ -45,9 +45,9 @@ def draw(record, segmentation: bool, ignore_label: int = 255) -> np.ndarray:
   image = image.resize((SIZE, SIZE))
   canvas = ImageDraw.Draw(image)
   for (y0, x0, y1, x1), cls in zip(record['boxes'], record['classes']):
-    color = _GRAY if cls == labeler.IGNORE_CLASS else (255, 255, 0)
+    color = _GRAY if cls == schema.IGNORE_CLASS else (255, 255, 0)
     canvas.rectangle([x0 * SIZE, y0 * SIZE, x1 * SIZE, y1 * SIZE], outline=color, width=2)
-    name = 'ignore' if cls == labeler.IGNORE_CLASS else categories.COCO_ID_TO_NAME.get(
+    name = 'ignore' if cls == schema.IGNORE_CLASS else categories.COCO_ID_TO_NAME.get(
         int(cls), str(int(cls)))
     canvas.text((x0 * SIZE + 2, y0 * SIZE + 1), name, fill=color)
   return np.asarray(image)

@@ -24,6 +24,7 @@ from official.core import exp_factory
 
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
+from projects.self_training.pseudo_label import schema
 
 STAGES = ('teacher', 'export', 'pseudo', 'control', 'student')
 RESULT = 'result.json'
@@ -235,7 +236,7 @@ def pseudo_label(s: Settings, saved_model: str,
   from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
   fresh(s, 'pseudo')
   out = s.dir('pseudo')
-  done = trainer.read_json(os.path.join(out, labeler.SUMMARY))
+  done = trainer.read_json(os.path.join(out, schema.SUMMARY))
   if done:
     same_settings('pseudo', out, done,
                    {'threshold': s.threshold, 'ignore_threshold': s.ignore_threshold,
@@ -247,7 +248,7 @@ def pseudo_label(s: Settings, saved_model: str,
   summary = labeler.run(saved_model, source, out, threshold=s.threshold, num_shards=4,
                         ignore_threshold=s.ignore_threshold, flip=s.tta_flip)
   summary['tta_sizes'] = list(s.tta_sizes)
-  trainer.write_json(os.path.join(out, labeler.SUMMARY), summary)
+  trainer.write_json(os.path.join(out, schema.SUMMARY), summary)
   progress(f'pseudo: {summary["num_images"]} images, {summary["num_boxes"]} boxes '
            f'({summary["boxes_per_image"]:.2f}/image, {summary["num_empty_images"]} empty, '
            f'{summary["num_ignore_boxes"]} ignore boxes, {summary["num_skipped"]} skipped) '
@@ -276,7 +277,7 @@ def pseudo_quality(s: Settings, saved_model: str,
   labeler.run(saved_model, emoji_scenes.split_pattern(s.data_dir, 'holdout'), out,
               threshold=0.0, progress=False, flip=s.tta_flip)
   thresholds = sorted(set(QUALITY_THRESHOLDS) | {s.threshold})
-  rows = quality.precision_recall(trainer.read_json(os.path.join(out, labeler.COCO_JSON)),
+  rows = quality.precision_recall(trainer.read_json(os.path.join(out, schema.COCO_JSON)),
                                   trainer.read_json(emoji_scenes.annotation_file(
                                       s.data_dir, 'holdout')), thresholds)
   result = {'split': 'holdout', 'threshold': s.threshold, 'rows': rows,
@@ -467,8 +468,7 @@ def rounds_table(per_round: Sequence[Dict[str, Any]], split: str = 'val') -> Lis
 def student(s: Settings, init_checkpoint: Optional[str],
             progress: Callable[[str], None] = print) -> Dict[str, Any]:
   """Trains the student on human + `pseudo` batches from `init_checkpoint` (the teacher's)."""
-  from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
-  pseudo = s.pseudo_input or labeler.record_pattern(s.dir('pseudo'))
+  pseudo = s.pseudo_input or schema.record_pattern(s.dir('pseudo'))
   if s.pseudo_input and not tf.io.gfile.glob(s.pseudo_input):
     raise trainer.ConfigError(f'--pseudo_input {s.pseudo_input}: no such files')
   return finetune(

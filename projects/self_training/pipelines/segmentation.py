@@ -28,6 +28,7 @@ import tensorflow as tf
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pipelines import detection as pipeline
+from projects.self_training.pseudo_label import schema
 
 STAGES = ('split', 'teacher', 'export', 'pseudo', 'control', 'train_aug', 'student')
 DEPENDS_ON = {'split': (), 'teacher': ('split',), 'export': ('teacher',),
@@ -130,7 +131,7 @@ def pseudo_label(s: Settings, saved_model: str,
   from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
   pipeline.fresh(s, 'pseudo')
   out = s.dir('pseudo')
-  done = trainer.read_json(os.path.join(out, labeler.SUMMARY))
+  done = trainer.read_json(os.path.join(out, schema.SUMMARY))
   if done:
     pipeline.same_settings('pseudo', out, done, {'threshold': s.threshold})
     progress(f'pseudo: complete in {out} ({done["num_images"]} images, '
@@ -150,7 +151,6 @@ def run(s: Settings, stages: Sequence[str] = STAGES,
         progress: Callable[[str], None] = print) -> Dict[str, Any]:
   """Runs `stages` and what they read, in order (each skipped when complete); returns every
   stage's summary."""
-  from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
   pipeline.check_stages(s, stages)
   stages = pipeline.with_prerequisites(s, stages)
   out: Dict[str, Any] = {'split': split(s, progress)}
@@ -173,7 +173,7 @@ def run(s: Settings, stages: Sequence[str] = STAGES,
   if 'student' in stages:
     out['student'] = pipeline.finetune(
         s, 'student', s.student_experiment, init,
-        f'task.pseudo_data.input_path={labeler.record_pattern(s.dir("pseudo"))},'
+        f'task.pseudo_data.input_path={schema.record_pattern(s.dir("pseudo"))},'
         f'task.pseudo_data.seed={s.seed}', progress)
   return out
 

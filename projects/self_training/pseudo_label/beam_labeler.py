@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from projects.self_training.common.file_io import read_json
 from projects.self_training.pseudo_label import labeler
+from projects.self_training.pseudo_label import schema
 
 NAMESPACE = 'pseudo_label'
 
@@ -93,7 +94,7 @@ def _merge(done: List[int], saved_model: str, output_dir: str, num_shards: int,
            flip: bool = False) -> Dict[str, Any]:
   if sorted(done) != list(range(num_shards)):
     raise RuntimeError(f'pseudo-label: {num_shards - len(set(done))} shard(s) missing')
-  label_map = os.path.join(saved_model.split(',')[0], labeler.LABEL_MAP)
+  label_map = os.path.join(saved_model.split(',')[0], schema.LABEL_MAP)
   categories = read_json(label_map).get('categories', []) if tf.io.gfile.exists(label_map) else []
   summary = labeler.merge(output_dir, num_shards, saved_model, categories, threshold, source,
                           ignore_threshold, flip)
@@ -134,7 +135,7 @@ def run(saved_model: str, source: str, output_dir: str, num_shards: int = 1,
   with beam.Pipeline(options=options) as pipeline:
     build(pipeline, saved_model, source, output_dir, num_shards, threshold, batch_size,
           ignore_threshold, flip)
-  return read_json(os.path.join(output_dir, labeler.SUMMARY))
+  return read_json(os.path.join(output_dir, schema.SUMMARY))
 
 
 FLAGS = flags.FLAGS

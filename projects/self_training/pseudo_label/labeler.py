@@ -62,34 +62,21 @@ from official.vision.data import tf_example_builder
 from projects.self_training.common.file_io import read_json
 from projects.self_training.common.file_io import write_json
 from projects.self_training.pseudo_label import sources
+from projects.self_training.pseudo_label.schema import COCO_JSON
+from projects.self_training.pseudo_label.schema import IGNORE_CLASS
+from projects.self_training.pseudo_label.schema import LABEL_MAP
+from projects.self_training.pseudo_label.schema import record_pattern
+from projects.self_training.pseudo_label.schema import SCORE_ATTRIBUTE
+from projects.self_training.pseudo_label.schema import shard_name
+from projects.self_training.pseudo_label.schema import SUMMARY
 
-LABEL_MAP = os.path.join('assets.extra', 'label_map.json')
-RECORD_PREFIX = 'pseudo'
-SUMMARY = 'summary.json'
-COCO_JSON = 'pseudo_labels.json'
 DEFAULT_THRESHOLD = 0.5
-# Class id of "uncertain, ignore" boxes. Model Garden's anchor labeler fills unmatched
-# anchors with -1, so -2 stays distinguishable after labeling.
-IGNORE_CLASS = -2
 # An uncertain box overlapping a kept one at least this much is the same object: dropped.
 DUPLICATE_IOU = 0.5
-# Each box's teacher score, also as a per-object attribute (`image/object/attribute/NAME`):
-# Model Garden's decoder reads attributes as integers and its anchor labeler carries them to
-# every anchor a box matches, which is what a student weighting boxes by score needs.
-SCORE_ATTRIBUTE = 'score_permille'
 
 
 class LabelerError(ValueError):
   """A missing SavedModel, a missing input, a bad flag: reported in one line."""
-
-
-def shard_name(shard_index: int, num_shards: int) -> str:
-  return f'{RECORD_PREFIX}-{shard_index:05d}-of-{num_shards:05d}'
-
-
-def record_pattern(output_dir: str) -> str:
-  """The file pattern a student's `pseudo_data.input_path` reads."""
-  return os.path.join(output_dir, f'{RECORD_PREFIX}-*-of-*.tfrecord')
 
 
 class Teacher:

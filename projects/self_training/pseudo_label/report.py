@@ -38,6 +38,7 @@ from projects.self_training.common.file_io import read_json
 from projects.self_training.common.file_io import write_json
 from projects.self_training.pseudo_label import labeler
 from projects.self_training.pseudo_label import quality
+from projects.self_training.pseudo_label import schema
 
 SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 # Pseudo boxes per image below this fraction of the human labels' is reported as collapse.
@@ -55,11 +56,11 @@ class ReportError(ValueError):
 
 def load(pseudo_dir: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
   """(summary, COCO JSON) of a complete pseudo-label set."""
-  summary_path = os.path.join(pseudo_dir, labeler.SUMMARY)
-  coco_path = os.path.join(pseudo_dir, labeler.COCO_JSON)
+  summary_path = os.path.join(pseudo_dir, schema.SUMMARY)
+  coco_path = os.path.join(pseudo_dir, schema.COCO_JSON)
   if not tf.io.gfile.exists(summary_path) or not tf.io.gfile.exists(coco_path):
-    raise ReportError(f'{pseudo_dir} is not a complete pseudo-label set (no {labeler.SUMMARY} '
-                      f'or {labeler.COCO_JSON}; a labeling run still missing shards?)')
+    raise ReportError(f'{pseudo_dir} is not a complete pseudo-label set (no {schema.SUMMARY} '
+                      f'or {schema.COCO_JSON}; a labeling run still missing shards?)')
   return read_json(summary_path), read_json(coco_path)
 
 
@@ -352,7 +353,7 @@ def write_report(pseudo_dir: str, reference: Optional[str] = None, human: Option
   segmentation = summary.get('task') == 'segmentation'
   names = {int(c['id']): c['name'] for c in coco.get('categories', [])}
   threshold = summary['threshold']
-  pseudo_records = read_records(labeler.record_pattern(pseudo_dir))
+  pseudo_records = read_records(schema.record_pattern(pseudo_dir))
   result: Dict[str, Any] = {'pseudo_dir': pseudo_dir, 'task': summary.get('task', 'detection'),
                             'num_images': summary['num_images'], 'threshold': threshold}
   md = [f'# Pseudo-label report: `{pseudo_dir}`', '',
@@ -423,8 +424,8 @@ def _reference_section(summary, reference, human_records, names, segmentation, o
     checked = labeler.run(summary['saved_model'], reference, tmp,
                           threshold=threshold if segmentation else 0.0, progress=False,
                           teacher=teacher)
-    teacher_coco = read_json(os.path.join(tmp, labeler.COCO_JSON))
-    teacher_records = read_records(labeler.record_pattern(tmp)) if segmentation else None
+    teacher_coco = read_json(os.path.join(tmp, schema.COCO_JSON))
+    teacher_records = read_records(schema.record_pattern(tmp)) if segmentation else None
   md = [f'## The teacher on `{reference}` ({checked["num_images"]} labeled images)', '']
   if segmentation:
     scores = segmentation_scores(teacher_records, human_records, num_classes=max(names) + 1)

@@ -29,7 +29,7 @@ from official.vision.serving import export_saved_model_lib
 
 from projects.self_training.common import trainer
 from projects.self_training.data import categories
-from projects.self_training.pseudo_label.labeler import LABEL_MAP
+from projects.self_training.pseudo_label.schema import LABEL_MAP
 
 SIGNATURES = {
     'image_tensor': 'serving_default',

@@ -25,8 +25,8 @@ from official.core import task_factory
 from official.vision.losses import loss_utils
 
 from projects.self_training.configs import student as student_cfg
-from projects.self_training.pseudo_label.labeler import IGNORE_CLASS
-from projects.self_training.pseudo_label.labeler import SCORE_ATTRIBUTE
+from projects.self_training.pseudo_label.schema import IGNORE_CLASS
+from projects.self_training.pseudo_label.schema import SCORE_ATTRIBUTE
 from projects.self_training.tasks import detection
 from projects.self_training.tasks import self_training
 
