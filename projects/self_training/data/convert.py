@@ -28,7 +28,6 @@ Usage:
 
 import hashlib
 import io
-import json
 import math
 import multiprocessing
 import os
@@ -49,6 +48,7 @@ from official.vision.data import create_coco_tf_record
 from official.vision.data import tf_example_builder
 from official.vision.data import tfrecord_lib
 
+from projects.self_training.common import file_io
 from projects.self_training.data.image_io import DEFAULT_SOURCE_ID_OFFSET
 from projects.self_training.data.image_io import rgb_image_bytes
 
@@ -62,30 +62,14 @@ def _require(path: str, what: str) -> None:
     raise ValueError(f'{what} {path!r} does not exist')
 
 
-def _temporary_prefix(output_prefix: str) -> str:
-  directory, base = os.path.split(output_prefix)
-  return os.path.join(directory, f'.{base}.tmp-{os.getpid()}')
-
-
-def _publish(tmp_prefix: str, output_prefix: str, num_shards: int) -> List[str]:
-  """Renames the finished temporary shards to their final names."""
-  paths = []
-  for i in range(num_shards):
-    suffix = f'-{i:05d}-of-{num_shards:05d}.tfrecord'
-    tf.io.gfile.rename(tmp_prefix + suffix, output_prefix + suffix, overwrite=True)
-    paths.append(output_prefix + suffix)
-  return paths
-
-
-def _remove_temporaries(tmp_prefix: str) -> None:
-  for path in tf.io.gfile.glob(tmp_prefix + '-*'):
-    tf.io.gfile.remove(path)
+def _shard_suffixes(num_shards: int) -> List[str]:
+  """Model Garden's shard names after the prefix (`tfrecord_lib.write_tf_record_dataset`)."""
+  return [f'-{i:05d}-of-{num_shards:05d}.tfrecord' for i in range(num_shards)]
 
 
 def _write_summary(output_prefix: str, summary: Dict[str, Any]) -> str:
   path = output_prefix + '.summary.json'
-  with tf.io.gfile.GFile(path, 'w') as f:
-    json.dump(summary, f, indent=1, sort_keys=True)
+  file_io.write_json(path, summary, indent=1)
   return path
 
 
@@ -105,27 +89,22 @@ def _list_files(directory: str) -> List[str]:
 def _write_shards(output_prefix: str, results, total: int, num_shards: int,
                   desc: str) -> Tuple[int, List[Dict[str, str]], List[str]]:
   """Writes (serialized example | None, file, reason) results round-robin into shards."""
-  tf.io.gfile.makedirs(os.path.dirname(output_prefix) or '.')
-  tmp_prefix = _temporary_prefix(output_prefix)
-  writers = [tf.io.TFRecordWriter(f'{tmp_prefix}-{i:05d}-of-{num_shards:05d}.tfrecord')
-             for i in range(num_shards)]
+  suffixes = _shard_suffixes(num_shards)
   written, skipped = 0, []
-  try:
-    for serialized, file, reason in tqdm.tqdm(results, total=total, desc=desc,
-                                              unit='img', mininterval=2):
-      if serialized is None:
-        skipped.append({'file': file, 'reason': reason})
-        continue
-      writers[written % num_shards].write(serialized)
-      written += 1
-  except BaseException:
-    for writer in writers:
-      writer.close()
-    _remove_temporaries(tmp_prefix)
-    raise
-  for writer in writers:
-    writer.close()
-  return written, skipped, _publish(tmp_prefix, output_prefix, num_shards)
+  with file_io.atomic_write(output_prefix, suffixes) as tmp_prefix:
+    writers = [tf.io.TFRecordWriter(tmp_prefix + suffix) for suffix in suffixes]
+    try:
+      for serialized, file, reason in tqdm.tqdm(results, total=total, desc=desc,
+                                                unit='img', mininterval=2):
+        if serialized is None:
+          skipped.append({'file': file, 'reason': reason})
+          continue
+        writers[written % num_shards].write(serialized)
+        written += 1
+    finally:
+      for writer in writers:
+        writer.close()
+  return written, skipped, [output_prefix + suffix for suffix in suffixes]
 
 
 def _imap(function, items: Sequence[Any], num_processes: Optional[int]):
@@ -291,16 +270,12 @@ def convert_coco(image_dirs: Sequence[str], object_annotations_file: str,
       images=images, image_dirs=image_dirs, img_to_obj_annotation=img_to_obj_annotation,
       id_to_name_map=id_to_name_map, include_masks=include_masks)
   num_shards = max(1, min(num_shards, len(images)))
-  tf.io.gfile.makedirs(os.path.dirname(output_prefix) or '.')
-  tmp_prefix = _temporary_prefix(output_prefix)
-  try:
+  suffixes = _shard_suffixes(num_shards)
+  with file_io.atomic_write(output_prefix, suffixes) as tmp_prefix:
     num_skipped_annotations = tfrecord_lib.write_tf_record_dataset(
         tmp_prefix, annotations, create_coco_tf_record.create_tf_example, num_shards,
         multiple_processes=num_processes)
-  except BaseException:
-    _remove_temporaries(tmp_prefix)
-    raise
-  paths = _publish(tmp_prefix, output_prefix, num_shards)
+  paths = [output_prefix + suffix for suffix in suffixes]
   summary = {
       'image_dirs': image_dirs, 'object_annotations_file': object_annotations_file,
       'output_pattern': f'{output_prefix}-*.tfrecord', 'shards': paths,

@@ -20,6 +20,7 @@ Usage:
 """
 
 import colorsys
+import contextlib
 import functools
 import io
 import json
@@ -40,6 +41,7 @@ import tensorflow as tf
 import tqdm
 
 from official.vision.data import tf_example_builder
+from projects.self_training.common import file_io
 from projects.self_training.common import paths
 from projects.self_training.data import categories
 
@@ -626,9 +628,8 @@ def _pid_alive(pid: int) -> bool:
 
 def _remove_stale_temporaries(out_dir: str) -> None:
   """Deletes temporary dirs of generations whose process has died (local paths)."""
-  for path in tf.io.gfile.glob(out_dir.rstrip('/') + '.tmp-*'):
-    suffix = path.rsplit('.tmp-', 1)[-1]
-    if suffix.isdigit() and not _pid_alive(int(suffix)):
+  for pid, path in file_io.temporaries(out_dir).items():
+    if not _pid_alive(pid):
       tf.io.gfile.rmtree(path)
 
 
@@ -654,15 +655,19 @@ def generate(out_dir: str, **overrides) -> Dict[str, Any]:
     out_dir = os.path.abspath(out_dir)
     tf.io.gfile.makedirs(os.path.dirname(out_dir))
     _remove_stale_temporaries(out_dir)
-    work_dir = f'{out_dir}.tmp-{os.getpid()}'
-    if tf.io.gfile.exists(work_dir):
-      tf.io.gfile.rmtree(work_dir)
+    target = file_io.atomic_write(out_dir)
   else:
-    work_dir = out_dir
-    if tf.io.gfile.exists(work_dir):
-      tf.io.gfile.rmtree(work_dir)
-  tf.io.gfile.makedirs(work_dir)
+    if tf.io.gfile.exists(out_dir):
+      tf.io.gfile.rmtree(out_dir)
+    target = contextlib.nullcontext(out_dir)
+  with target as work_dir:
+    tf.io.gfile.makedirs(work_dir)
+    return _generate_into(work_dir, params, photos, skipped, start)
 
+
+def _generate_into(work_dir: str, params: Dict[str, Any], photos, skipped,
+                   start: float) -> Dict[str, Any]:
+  """Writes every split, the label map and metadata.json (last) into `work_dir`."""
   _init_worker(params, photos)
   pool = None
   if params['num_workers'] > 1:
@@ -675,10 +680,10 @@ def generate(out_dir: str, **overrides) -> Dict[str, Any]:
     for split in params['splits']:
       counts[split] = _write_split(work_dir, split, params[_COUNT_FLAGS[split]], pool)
   except BaseException:
+    # Locally the half-written set is removed with its temporary dir; in place, it lacks
+    # metadata.json, so it never passes for a complete one.
     if pool:
       pool.terminate()
-    if local:  # Never leave a half-written set behind (in place, it lacks metadata.json).
-      tf.io.gfile.rmtree(work_dir)
     raise
   finally:
     if pool:
@@ -718,15 +723,6 @@ def generate(out_dir: str, **overrides) -> Dict[str, Any]:
       },
   }
   _write_json(os.path.join(work_dir, 'metadata.json'), metadata)
-
-  if local:
-    if tf.io.gfile.exists(out_dir):
-      old_dir = f'{out_dir}.old-{os.getpid()}'
-      tf.io.gfile.rename(out_dir, old_dir)
-      tf.io.gfile.rename(work_dir, out_dir)
-      tf.io.gfile.rmtree(old_dir)
-    else:
-      tf.io.gfile.rename(work_dir, out_dir)
   return metadata
 
 

@@ -25,6 +25,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Sequence
 
 import tensorflow as tf
 
+from projects.self_training.common import file_io
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pipelines import detection as pipeline
@@ -96,14 +97,11 @@ def split(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, int
     raise trainer.ConfigError(f'voc_train has {len(records)} images; --holdout_size='
                               f'{s.holdout_size} leaves none to train on')
   parts = {FIT: records[:-s.holdout_size], HOLDOUT: records[-s.holdout_size:]}
-  tf.io.gfile.makedirs(out)
   for name, part in parts.items():
     final = os.path.join(out, f'{name}-00000-of-00001.tfrecord')
-    tmp = final + '.tmp'
-    with tf.io.TFRecordWriter(tmp) as writer:
+    with file_io.atomic_write(final) as tmp, tf.io.TFRecordWriter(tmp) as writer:
       for r in part:
         writer.write(r)
-    tf.io.gfile.rename(tmp, final, overwrite=True)
   done = {'holdout_size': s.holdout_size, FIT: len(parts[FIT]), HOLDOUT: len(parts[HOLDOUT])}
   trainer.write_json(os.path.join(out, 'split.json'), done)
   progress(f'split: voc_train -> {FIT} ({done[FIT]}) + {HOLDOUT} ({done[HOLDOUT]})')

@@ -59,6 +59,7 @@ import tqdm
 
 from official.vision.data import tf_example_builder
 
+from projects.self_training.common.file_io import atomic_write
 from projects.self_training.common.file_io import read_json
 from projects.self_training.common.file_io import write_json
 from projects.self_training.pseudo_label import sources
@@ -398,7 +399,6 @@ def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int
   """Labels shard `shard_index` of `source` into `output_dir`; returns its sidecar."""
   name = shard_name(shard_index, num_shards)
   final = os.path.join(output_dir, name + '.tfrecord')
-  tmp = os.path.join(output_dir, f'.{name}.tfrecord.tmp-{os.getpid()}')
   images, annotations, skipped = [], [], []
   per_class = collections.Counter()
   num_empty = num_ignored = num_pixels = 0
@@ -406,7 +406,7 @@ def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int
   bar = tqdm.tqdm(desc=f'pseudo-label {name}', unit='img', disable=not progress,
                   mininterval=2, file=sys.stdout)
   try:
-    with tf.io.TFRecordWriter(tmp) as writer:
+    with atomic_write(final) as tmp, tf.io.TFRecordWriter(tmp) as writer:
       items = sources.iterate(source, shard_index, num_shards)
       chunks = _batches(_decode_all(items), batch_size)
       for labeled_chunk in _labeled_chunks(teacher, chunks, threshold, ignore_threshold):
@@ -425,12 +425,8 @@ def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int
           num_empty += stats['empty']
           num_ignored += stats['ignored']
           num_pixels += stats['pixels']
-  except BaseException:
+  finally:
     bar.close()
-    if tf.io.gfile.exists(tmp):
-      tf.io.gfile.remove(tmp)
-    raise
-  bar.close()
   seconds = time.time() - start
   unit = 'pixels' if teacher.task == 'segmentation' else 'boxes'
   sidecar = {
@@ -443,7 +439,6 @@ def label_shard(teacher: Teacher, source: str, output_dir: str, shard_index: int
       'images_per_second': len(images) / max(seconds, 1e-9),
       'images': images, 'annotations': annotations,
   }
-  tf.io.gfile.rename(tmp, final, overwrite=True)
   write_json(os.path.join(output_dir, name + '.json'), sidecar, indent=None)
   return sidecar
 

@@ -27,6 +27,7 @@ import tensorflow as tf
 from official.core import config_definitions as cfg
 from official.vision.serving import export_saved_model_lib
 
+from projects.self_training.common import file_io
 from projects.self_training.common import trainer
 from projects.self_training.data import categories
 from projects.self_training.pseudo_label.schema import LABEL_MAP
@@ -64,23 +65,21 @@ def write_saved_model(params: cfg.ExperimentConfig, checkpoint: str, export_dir:
   module for the task.
   """
   final = os.path.join(export_dir, name)
-  tmp = os.path.join(export_dir, f'.{name}.tmp-{os.getpid()}')
-  for path in (tmp, final):
-    if tf.io.gfile.exists(path):
-      tf.io.gfile.rmtree(path)
-  export_saved_model_lib.export_inference_graph(
-      input_type='image_tensor',
-      batch_size=batch_size,
-      input_image_size=list(params.task.model.input_size[:2]),
-      params=params,
-      checkpoint_path=checkpoint,
-      export_dir=tmp,
-      export_module=export_module,
-      function_keys=SIGNATURES)
-  tf.io.gfile.makedirs(os.path.join(tmp, 'assets.extra'))
-  with tf.io.gfile.GFile(os.path.join(tmp, LABEL_MAP), 'w') as f:
-    json.dump(dict(label_map, checkpoint=checkpoint), f, indent=1)
-  tf.io.gfile.rename(tmp, final)
+  if tf.io.gfile.exists(final):
+    tf.io.gfile.rmtree(final)
+  with file_io.atomic_write(final) as tmp:
+    export_saved_model_lib.export_inference_graph(
+        input_type='image_tensor',
+        batch_size=batch_size,
+        input_image_size=list(params.task.model.input_size[:2]),
+        params=params,
+        checkpoint_path=checkpoint,
+        export_dir=tmp,
+        export_module=export_module,
+        function_keys=SIGNATURES)
+    tf.io.gfile.makedirs(os.path.join(tmp, 'assets.extra'))
+    with tf.io.gfile.GFile(os.path.join(tmp, LABEL_MAP), 'w') as f:
+      json.dump(dict(label_map, checkpoint=checkpoint), f, indent=1)
   return final
 
 

@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from absl import app
 from absl import flags
 
+from projects.self_training.common import file_io
 from projects.self_training.common import paths
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
@@ -585,9 +586,7 @@ def write_report(study_dir: str) -> str:
   if plot:
     lines += [f'![Figure 1]({os.path.basename(plot)})', '']
   path = os.path.join(study_dir, REPORT)
-  with open(path + '.tmp', 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  os.replace(path + '.tmp', path)
+  file_io.write_text(path, '\n'.join(lines) + '\n')
   return path
 
 
