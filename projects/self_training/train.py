@@ -16,14 +16,13 @@ a fixed number of steps). `--tf_data_service=grpc://HOST:PORT` runs every traini
 pipeline (human, pseudo-labeled, classification) on that tf.data service.
 """
 
-import sys
-
 from absl import app
 from absl import flags
 from absl import logging
 
 from official.common import flags as tfm_flags
 
+from projects.self_training.common import cli
 from projects.self_training.common import initialization
 from projects.self_training.common import trainer
 
@@ -40,20 +39,14 @@ flags.DEFINE_float('plateau_min_delta', 0.005, 'Smallest AP gain (0-1 scale) tha
 def main(_):
   if FLAGS.mode not in MODES:
     raise app.UsageError(f'--mode={FLAGS.mode!r} is not one of {", ".join(MODES)}')
-  try:
+  with cli.errors_in_one_line(trainer.ConfigError):
     params = trainer.build_params(
         FLAGS.experiment, FLAGS.config_file, FLAGS.params_override, FLAGS.gin_file,
         FLAGS.gin_params, tpu=FLAGS.tpu, tf_data_service=FLAGS.tf_data_service)
-  except trainer.ConfigError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
   if FLAGS.stop_at_plateau and FLAGS.mode != 'train_and_eval':
     raise app.UsageError('--stop_at_plateau needs --mode=train_and_eval')
-  try:
+  with cli.errors_in_one_line(initialization.CheckpointMismatch):
     _run(params)
-  except initialization.CheckpointMismatch as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
 
 
 def _run(params):

@@ -27,6 +27,7 @@ from official.modeling import performance
 from official.vision import registry_imports  # pylint: disable=unused-import
 from official.vision.utils import summary_manager
 
+from projects.self_training.common import cli
 from projects.self_training.common import initialization
 from projects.self_training.common import registry_imports as _  # pylint: disable=unused-import
 from projects.self_training.common.file_io import read_json  # pylint: disable=unused-import
@@ -43,11 +44,6 @@ METRIC_KEYS = COCO_KEYS + ('mean_iou', 'accuracy', 'top_5_accuracy')
 
 class ConfigError(ValueError):
   """A bad experiment name, config file, override or gin binding: reported in one line."""
-
-
-def _one_line(err: BaseException) -> str:
-  text = str(err).strip().splitlines()
-  return text[0] if text else type(err).__name__
 
 
 @dataclasses.dataclass
@@ -134,7 +130,7 @@ def parse_gin(gin_files: Sequence[str] = (), gin_params: Sequence[str] = ()) -> 
   try:
     gin.parse_config_files_and_bindings(list(gin_files or ()), list(gin_params or ()))
   except Exception as e:  # pylint: disable=broad-except
-    raise ConfigError(f'gin: {_one_line(e)}') from None
+    raise ConfigError(f'gin: {cli.one_line(e)}') from None
 
 
 def build_params(experiment: str,
@@ -161,7 +157,7 @@ def build_params(experiment: str,
   except ConfigError:
     raise
   except (KeyError, ValueError, AttributeError, TypeError) as e:
-    raise ConfigError(_one_line(e)) from None
+    raise ConfigError(cli.one_line(e)) from None
   if lock:
     params.lock()
   return params
@@ -323,7 +319,7 @@ def _draw_inputs(params, model_dir: str, step: int, index: int, progress) -> Non
   try:
     input_images.write(params, model_dir, step, index)
   except (ValueError, OSError, tf.errors.OpError) as e:
-    progress(f'  (input images not drawn: {_one_line(e)})')
+    progress(f'  (input images not drawn: {cli.one_line(e)})')
 
 
 def restore_model(task, checkpoint: str):
@@ -336,7 +332,7 @@ def restore_model(task, checkpoint: str):
     status.expect_partial().assert_existing_objects_matched()
   except (AssertionError, ValueError, tf.errors.OpError) as e:
     raise ConfigError(f'checkpoint {checkpoint} does not restore the whole model: '
-                      f'{_one_line(e)}') from None
+                      f'{cli.one_line(e)}') from None
   return model
 
 

@@ -31,7 +31,6 @@ import io
 import math
 import multiprocessing
 import os
-import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -48,6 +47,7 @@ from official.vision.data import create_coco_tf_record
 from official.vision.data import tf_example_builder
 from official.vision.data import tfrecord_lib
 
+from projects.self_training.common import cli
 from projects.self_training.common import file_io
 from projects.self_training.data.image_io import DEFAULT_SOURCE_ID_OFFSET
 from projects.self_training.data.image_io import rgb_image_bytes
@@ -363,7 +363,7 @@ def main(argv):
     raise app.UsageError(f'Give one command: {" | ".join(_COMMANDS)} (got {argv[1:]})')
   fl = flags.FLAGS
   command = argv[1]
-  try:
+  with cli.errors_in_one_line(ValueError, prefix=f'convert {command}: error'):
     # Model Garden's create_coco_tf_record defaults it to /tmp/train: never write there
     # (over an earlier conversion) unasked.
     if not fl['output_file_prefix'].present:
@@ -385,8 +385,6 @@ def main(argv):
       summary = convert_voc(fl.voc_root, fl.voc_split, fl.output_file_prefix,
                             fl.voc_mask_dir, fl.voc_image_set, fl.num_shards,
                             fl.source_id_offset, fl.num_processes)
-  except ValueError as e:
-    sys.exit(f'convert {command}: error: {e}')
   _print_summary(command, summary)
 
 

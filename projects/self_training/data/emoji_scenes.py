@@ -41,6 +41,7 @@ import tensorflow as tf
 import tqdm
 
 from official.vision.data import tf_example_builder
+from projects.self_training.common import cli
 from projects.self_training.common import file_io
 from projects.self_training.common import paths
 from projects.self_training.data import categories
@@ -775,19 +776,16 @@ def _define_flags() -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  cli.no_arguments(argv[1:])
   fl = flags.FLAGS
   overrides = {name: fl[name].value for name in DEFAULTS}
-  try:
+  with cli.errors_in_one_line(ValueError, prefix='emoji_scenes: error'):
     if fl.force:
       start = time.time()
       generate(fl.out_dir, **overrides)
       print(f'emoji_scenes: generated {fl.out_dir} in {time.time() - start:.1f} s')
     else:
       ensure_dataset(fl.out_dir, **overrides)
-  except ValueError as e:
-    sys.exit(f'emoji_scenes: error: {e}')
 
 
 if __name__ == '__main__':

@@ -8,12 +8,12 @@ the teacher.
 """
 
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
 
+from projects.self_training.common import cli
 from projects.self_training.common import paths
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
@@ -96,11 +96,10 @@ def settings(data_dir: str) -> pipeline.Settings:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.no_arguments(argv[1:])
   trainer.quiet_logs()
   start = time.time()
-  try:
+  with cli.errors_in_one_line(trainer.ConfigError, ValueError):
     data_dir = emoji_scenes.resolve_data_dir(FLAGS.data_dir)
     s = settings(data_dir)
     if FLAGS.rounds < 1:
@@ -111,9 +110,6 @@ def main(argv):
     results = pipeline.run(s, FLAGS.stages, progress=progress)
     if FLAGS.rounds > 1:
       results['rounds'] = pipeline.rounds(s, results, FLAGS.rounds, progress)
-  except (trainer.ConfigError, ValueError) as e:
-    print(f'error: {str(e).strip().splitlines()[0]}', file=sys.stderr)
-    sys.exit(2)
   t = results['teacher']
   hist = ', '.join(f'{h["step"]}:{100 * h["AP"]:.1f}' for h in t['history'])
   print()

@@ -13,7 +13,6 @@ number SimCLR checkpoints are judged by. A re-run resumes, or skips a finished k
 """
 
 import os
-import sys
 import time
 from typing import Any, Dict, Optional, Tuple
 
@@ -27,6 +26,7 @@ from official.core import task_factory
 from official.vision.dataloaders import classification_input
 from official.vision.ops import preprocess_ops
 
+from projects.self_training.common import cli
 from projects.self_training.common import initialization
 from projects.self_training.common import paths
 from projects.self_training.common import trainer
@@ -190,16 +190,11 @@ def main(argv):
   kinds = argv[1:] or ['imagenet']
   for kind in kinds:
     if kind not in KINDS:
-      print(f'error: unknown pre-training kind {kind!r}; one of {", ".join(KINDS)}',
-            file=sys.stderr)
-      sys.exit(2)
+      cli.fail(f'unknown pre-training kind {kind!r}; one of {", ".join(KINDS)}')
   trainer.quiet_logs()
-  try:
+  with cli.errors_in_one_line(trainer.ConfigError, initialization.CheckpointMismatch):
     for kind in kinds:
       run(kind, FLAGS.runs_dir, FLAGS.data_dir, FLAGS.params_override, FLAGS.force)
-  except (trainer.ConfigError, initialization.CheckpointMismatch) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == '__main__':

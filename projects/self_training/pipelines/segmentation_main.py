@@ -8,12 +8,12 @@ everything to `--runs_dir/results.json`. Stages are skipped when complete
 """
 
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
 
+from projects.self_training.common import cli
 from projects.self_training.common import trainer
 from projects.self_training.configs import student
 from projects.self_training.data import emoji_scenes
@@ -69,17 +69,13 @@ def settings(data_dir: str) -> seg.Settings:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.no_arguments(argv[1:])
   trainer.quiet_logs()
   start = time.time()
-  try:
+  with cli.errors_in_one_line(trainer.ConfigError, ValueError):
     data_dir = emoji_scenes.resolve_data_dir(FLAGS.data_dir)
     results = seg.run(settings(data_dir), FLAGS.stages,
                       progress=lambda line: print(line, flush=True))
-  except (trainer.ConfigError, ValueError) as e:
-    print(f'error: {str(e).strip().splitlines()[0]}', file=sys.stderr)
-    sys.exit(2)
   t = results['teacher']
   hist = ', '.join(f'{h["step"]}:{100 * h["mean_iou"]:.1f}' for h in t['history'])
   print()

@@ -29,7 +29,6 @@ the README).
 """
 
 import os
-import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 from absl import app
@@ -40,6 +39,7 @@ from apache_beam.options import pipeline_options
 from apache_beam.utils import shared
 import tensorflow as tf
 
+from projects.self_training.common import cli
 from projects.self_training.common.file_io import read_json
 from projects.self_training.pseudo_label import labeler
 from projects.self_training.pseudo_label import schema
@@ -143,7 +143,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   beam_args = argv[1:]
-  try:
+  with cli.errors_in_one_line(labeler.LabelerError):
     for name in ('saved_model', 'input', 'output_dir'):
       if not getattr(FLAGS, name):
         raise labeler.LabelerError(f'--{name} is required')
@@ -153,9 +153,6 @@ def main(argv):
     summary = run(FLAGS.saved_model, FLAGS.input, FLAGS.output_dir, FLAGS.num_shards,
                   FLAGS.threshold, FLAGS.batch_size, FLAGS.ignore_threshold,
                   beam_args or ['--runner=DirectRunner'], FLAGS.flip)
-  except labeler.LabelerError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
   print(labeler.describe(summary))
   for s in summary['skipped'][:20]:
     print(f'  skipped {s["source_id"]} ({s["input"]}): {s["reason"]}')

@@ -59,6 +59,7 @@ import tqdm
 
 from official.vision.data import tf_example_builder
 
+from projects.self_training.common import cli
 from projects.self_training.common.file_io import atomic_write
 from projects.self_training.common.file_io import read_json
 from projects.self_training.common.file_io import write_json
@@ -586,18 +587,14 @@ def define_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  try:
+  cli.no_arguments(argv[1:])
+  with cli.errors_in_one_line(LabelerError):
     for name in ('saved_model', 'input', 'output_dir'):
       if not getattr(FLAGS, name):
         raise LabelerError(f'--{name} is required')
     summary = run(FLAGS.saved_model, FLAGS.input, FLAGS.output_dir, FLAGS.threshold,
                   FLAGS.num_shards, FLAGS.shard_index, FLAGS.batch_size,
                   ignore_threshold=FLAGS.ignore_threshold, flip=FLAGS.flip)
-  except LabelerError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
   if summary.get('complete') is False:
     print(f'pseudo-label: shard done; other shards still missing in {FLAGS.output_dir}')
     return

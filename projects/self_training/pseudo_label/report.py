@@ -24,7 +24,6 @@ import contextlib
 import io
 import os
 import random
-import sys
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -34,6 +33,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from projects.self_training.common import cli
 from projects.self_training.common.file_io import read_json
 from projects.self_training.common.file_io import write_json
 from projects.self_training.pseudo_label import labeler
@@ -481,12 +481,9 @@ def define_flags():
 def main(argv):
   if len(argv) != 2:
     raise app.UsageError('usage: report PSEUDO_DIR [--reference RECORDS] [--out_dir D]')
-  try:
+  with cli.errors_in_one_line(ReportError, labeler.LabelerError):
     result = write_report(argv[1], FLAGS.reference, FLAGS.human, FLAGS.out_dir,
                           FLAGS.max_class_share)
-  except (ReportError, labeler.LabelerError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
   out = FLAGS.out_dir or os.path.join(argv[1], 'report')
   for w in result['warnings']:
     print(f'WARNING: {w}')

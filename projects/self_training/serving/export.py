@@ -17,7 +17,6 @@ The label map travels inside the SavedModel directory as `assets.extra/label_map
 
 import json
 import os
-import sys
 from typing import Any, Dict, List, Optional
 
 from absl import app
@@ -27,6 +26,7 @@ import tensorflow as tf
 from official.core import config_definitions as cfg
 from official.vision.serving import export_saved_model_lib
 
+from projects.self_training.common import cli
 from projects.self_training.common import file_io
 from projects.self_training.common import trainer
 from projects.self_training.data import categories
@@ -151,9 +151,8 @@ def define_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  try:
+  cli.no_arguments(argv[1:])
+  with cli.errors_in_one_line(trainer.ConfigError):
     if not FLAGS.export_dir:
       raise trainer.ConfigError('--export_dir is required')
     checkpoint, params = checkpoint_and_params(
@@ -161,9 +160,6 @@ def main(argv):
         FLAGS.config_file, FLAGS.params_override)
     path = export_detector(params, checkpoint, FLAGS.export_dir, FLAGS.batch_size,
                            FLAGS.input_size)
-  except trainer.ConfigError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
   print(f'exported {checkpoint} -> {path}')
 
 

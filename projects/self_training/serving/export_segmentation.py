@@ -20,7 +20,6 @@ num_classes] (float32, summing to 1 per pixel) and `image_info` [batch, 4, 2]:
 """
 
 import contextlib
-import sys
 from typing import Dict, List, Optional, Sequence
 
 from absl import app
@@ -29,6 +28,7 @@ from absl import flags
 from official.core import config_definitions as cfg
 from official.vision.configs import semantic_segmentation as seg_cfg
 
+from projects.self_training.common import cli
 from projects.self_training.common import trainer
 from projects.self_training.data import categories
 from projects.self_training.serving import export
@@ -118,9 +118,8 @@ def define_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  try:
+  cli.no_arguments(argv[1:])
+  with cli.errors_in_one_line(trainer.ConfigError):
     if not FLAGS.export_dir:
       raise trainer.ConfigError('--export_dir is required')
     scales = parse_scales(FLAGS.scales)
@@ -129,9 +128,6 @@ def main(argv):
         FLAGS.config_file, FLAGS.params_override)
     path = export_segmenter(params, checkpoint, FLAGS.export_dir, scales, FLAGS.flip,
                             FLAGS.batch_size)
-  except trainer.ConfigError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
   print(f'exported {checkpoint} -> {path} (scales {",".join(f"{s:g}" for s in scales)}'
         f'{", flip" if FLAGS.flip else ""})')
 

@@ -15,13 +15,13 @@ recipe where one exists. A full-scale run is matched by what its `params.yaml` s
 
 import glob
 import os
-import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from absl import app
 import yaml
 
-from projects.self_training.common import file_io as jsonio
+from projects.self_training.common import cli
+from projects.self_training.common import file_io
 from projects.self_training.common import trainer
 from projects.self_training.study import paper_numbers
 
@@ -158,8 +158,8 @@ def _model_dir_rows(path: str) -> List[Row]:
     params = yaml.safe_load(f) or {}
   metrics = None
   for name in ('metrics_eval.json', 'metrics_train_and_eval.json', 'metrics_continuous_eval.json'):
-    metrics = jsonio.read_json(os.path.join(path, name)) or metrics
-  history = jsonio.read_json(os.path.join(path, trainer.HISTORY_FILE))
+    metrics = file_io.read_json(os.path.join(path, name)) or metrics
+  history = file_io.read_json(os.path.join(path, trainer.HISTORY_FILE))
   source = ''
   if metrics is None and history and history.get('history'):
     metrics = max(history['history'], key=lambda h: h.get('AP', h.get('mean_iou', 0)))
@@ -180,7 +180,7 @@ def rows_of(path: str) -> List[Row]:
   if not os.path.exists(path):
     raise ValueError(f'not found: {path}')
   if os.path.isfile(path):
-    payload = jsonio.read_json(path)
+    payload = file_io.read_json(path)
     if isinstance(payload, dict) and 'table' in payload and 'val' in payload:
       return _study_rows(path, [payload])
     if isinstance(payload, dict) and any(k in payload for k in ('teacher', 'student')):
@@ -190,9 +190,9 @@ def rows_of(path: str) -> List[Row]:
     raise ValueError(f'{path}: not a metrics JSON this tool knows')
   cells = sorted(glob.glob(os.path.join(path, 'cells', '*.json')))
   if cells:
-    return _study_rows(path, [jsonio.read_json(c) for c in cells])
+    return _study_rows(path, [file_io.read_json(c) for c in cells])
   if os.path.exists(os.path.join(path, 'results.json')):
-    return _pipeline_rows(path, jsonio.read_json(os.path.join(path, 'results.json')))
+    return _pipeline_rows(path, file_io.read_json(os.path.join(path, 'results.json')))
   if os.path.exists(os.path.join(path, 'params.yaml')):
     return _model_dir_rows(path)
   raise ValueError(f'{path}: no cells/*.json, results.json or params.yaml')
@@ -222,16 +222,12 @@ def table(rows: List[Row]) -> List[str]:
 def main(argv):
   paths = argv[1:]
   if not paths:
-    print('usage: ./run.sh compare DIR_OR_JSON [...] (a study dir, a runs dir, a model_dir)',
-          file=sys.stderr)
-    sys.exit(2)
+    cli.fail('./run.sh compare DIR_OR_JSON [...] (a study dir, a runs dir, a model_dir)',
+             prefix='usage')
   rows = []
-  try:
+  with cli.errors_in_one_line(ValueError, OSError, KeyError, TypeError, yaml.YAMLError):
     for path in paths:
       rows += rows_of(path)
-  except (ValueError, OSError, KeyError, TypeError, yaml.YAMLError) as e:
-    print(f'error: {str(e).strip().splitlines()[0]}', file=sys.stderr)
-    sys.exit(2)
   print('\n'.join(table(rows)))
 
 

@@ -27,13 +27,13 @@ import dataclasses
 import fnmatch
 import glob
 import os
-import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
 
+from projects.self_training.common import cli
 from projects.self_training.common import file_io
 from projects.self_training.common import paths
 from projects.self_training.common import trainer
@@ -605,10 +605,9 @@ flags.DEFINE_bool('report_only', False, 'Rewrite the report from finished cells 
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.no_arguments(argv[1:])
   trainer.quiet_logs()
-  try:
+  with cli.errors_in_one_line(trainer.ConfigError, ValueError):
     cells = select(grid(), FLAGS.cells)
     if FLAGS.list:
       for c in cells:
@@ -624,9 +623,6 @@ def main(argv):
       study.run(cells)
       print(f'study: {len(cells)} cells in {time.time() - start:.0f} s')
     path = write_report(FLAGS.study_dir)
-  except (trainer.ConfigError, ValueError) as e:
-    print(f'error: {str(e).strip().splitlines()[0]}', file=sys.stderr)
-    sys.exit(2)
   with open(path) as f:
     print(f.read())
   print(f'Report: {path}')

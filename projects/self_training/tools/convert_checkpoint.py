@@ -27,7 +27,6 @@ not used (the classifier `head/dense`, optimizer slots, `global_step`) are count
 
 import os
 import re
-import sys
 from typing import Dict, Tuple
 
 from absl import app
@@ -38,6 +37,7 @@ import tf_keras
 from official.vision.modeling.backbones import efficientnet
 from official.vision.modeling.backbones import resnet
 
+from projects.self_training.common import cli
 from projects.self_training.common import initialization
 from projects.self_training.configs import retinanet
 from projects.self_training.modeling import efficientnet_l2  # pylint: disable=unused-import
@@ -203,16 +203,11 @@ flags.DEFINE_bool('use_ema', True, 'Use the ExponentialMovingAverage copies when
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.no_arguments(argv[1:])
   if not FLAGS.input or not FLAGS.output:
-    print('error: convert_checkpoint needs --input and --output', file=sys.stderr)
-    sys.exit(2)
-  try:
+    cli.fail('convert_checkpoint needs --input and --output')
+  with cli.errors_in_one_line(initialization.CheckpointMismatch, ValueError, KeyError):
     counts = convert(FLAGS.input, FLAGS.output, FLAGS.model_id, FLAGS.use_ema, FLAGS.source)
-  except (initialization.CheckpointMismatch, ValueError, KeyError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
   print(f'convert_checkpoint: {counts["variables"]} backbone variables '
         f'({counts["from_ema"]} from moving averages) -> {counts["output"]}; '
         f'{counts["unused_source_variables"]} source variables unused (classifier, '

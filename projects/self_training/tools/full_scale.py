@@ -29,7 +29,6 @@ import fnmatch
 import functools
 import math
 import os
-import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -42,6 +41,7 @@ import tf_keras
 from official.core import task_factory
 from official.core import train_utils
 
+from projects.self_training.common import cli
 from projects.self_training.common import registry_imports  # pylint: disable=unused-import
 from projects.self_training.common import trainer
 from projects.self_training.common.file_io import read_json
@@ -529,15 +529,13 @@ def main(argv):
 
 
 def main_describe(args):
-  if args:
-    raise app.UsageError(f'unexpected arguments: {" ".join(args)}')
+  cli.no_arguments(args)
   trainer.quiet_logs()
   names = [n for n in full_scale_experiments()
            if any(fnmatch.fnmatchcase(n, p) for p in FLAGS.experiments)]
   if not names:
-    print(f'error: no full-scale experiment matches {",".join(FLAGS.experiments)}; ours: '
-          f'{", ".join(full_scale_experiments())}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(f'no full-scale experiment matches {",".join(FLAGS.experiments)}; ours: '
+             f'{", ".join(full_scale_experiments())}')
   if FLAGS.recipes:
     text = recipes_markdown(names)
     if FLAGS.recipes == '-':
@@ -566,11 +564,8 @@ def main_dryrun(args):
   rows = []
   for name in names:
     tf_keras.backend.clear_session()
-    try:
+    with cli.errors_in_one_line(DryRunError, trainer.ConfigError):
       out = dryrun(name, FLAGS.image_size, FLAGS.batch_size, FLAGS.data_dir, FLAGS.eager)
-    except (DryRunError, trainer.ConfigError) as e:
-      print(f'error: {e}', file=sys.stderr)
-      sys.exit(2)
     rows.append(out)
     print(f'dryrun {out["experiment"]}: one {"eager" if out["eager"] else "traced"} step at '
           f'{out["image_size"]} px, batch '

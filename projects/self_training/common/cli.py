@@ -1,0 +1,38 @@
+"""What every command line shares: errors in one line (`error: ...`, exit status 2) and no
+stray arguments."""
+
+import contextlib
+import sys
+from typing import Iterator, NoReturn, Sequence, Type
+
+from absl import app
+
+EXIT_USAGE = 2
+
+
+def one_line(err: BaseException) -> str:
+  """The first line of an error's message (its type when it has none)."""
+  text = str(err).strip().splitlines()
+  return text[0] if text else type(err).__name__
+
+
+def fail(message: str, prefix: str = 'error') -> NoReturn:
+  """Prints `PREFIX: MESSAGE` to stderr and exits with status 2, no traceback."""
+  print(f'{prefix}: {message}', file=sys.stderr)
+  sys.exit(EXIT_USAGE)
+
+
+@contextlib.contextmanager
+def errors_in_one_line(*errors: Type[BaseException], prefix: str = 'error') -> Iterator[None]:
+  """An error of the types `errors` raised in the block ends the program in one line: the
+  first line of its message, to stderr, with exit status 2 (`fail`)."""
+  try:
+    yield
+  except errors as e:
+    fail(one_line(e), prefix)
+
+
+def no_arguments(args: Sequence[str]) -> None:
+  """Refuses positional arguments left after the flags (e.g. `argv[1:]`: a typo'd flag)."""
+  if args:
+    raise app.UsageError(f'unexpected arguments: {" ".join(args)}')
