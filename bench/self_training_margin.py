@@ -85,7 +85,7 @@ def _subprocess(data_dir: str, seed: int, arm: str, threads: int) -> int:
   flags."""
   env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(threads),
              TF_NUM_INTEROP_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-  passed = [FLAGS[f.name].serialize() for f in FLAGS.get_flags_for_module(main_job.__name__)
+  passed = [FLAGS[f.name].serialize() for f in FLAGS.get_key_flags_for_module(main_job.__name__)
             if f.present and f.name != 'data_dir']
   cmd = [sys.executable, os.path.abspath(__file__), f'--arm={seed}:{arm}',
          f'--data_dir={data_dir}'] + passed
