@@ -20,6 +20,7 @@ from absl import flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from projects.self_training.common import cli
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pipelines import segmentation as seg
@@ -30,8 +31,8 @@ flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds for control, train+aug and st
 
 
 def main(argv):
-  if len(argv) > 1:  # e.g. `--seeds 0 1 2` (give `--seeds 0,1,2`) or an unquoted glob
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  # Stray arguments are e.g. `--seeds 0 1 2` (give `--seeds 0,1,2`) or an unquoted glob.
+  cli.no_arguments(argv[1:])
   trainer.quiet_logs()
   data_dir = emoji_scenes.resolve_data_dir(FLAGS.data_dir)
   rows = []

@@ -29,6 +29,7 @@ from absl import flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from projects.self_training.common import cli
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pipelines import detection as pipeline
@@ -93,11 +94,10 @@ def _subprocess(data_dir: str, seed: int, arm: str, threads: int) -> int:
 
 
 def main(argv):
-  if len(argv) > 1:  # e.g. a glob the shell expanded: quote it
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.no_arguments(argv[1:])  # e.g. a glob the shell expanded: quote it
   trainer.quiet_logs()
   data_dir = emoji_scenes.resolve_data_dir(FLAGS.data_dir)
-  try:
+  with cli.errors_in_one_line(trainer.ConfigError, ValueError):
     if FLAGS.arm:
       seed, arm = FLAGS.arm.split(':')
       train_arm(data_dir, int(seed), arm)
@@ -123,9 +123,6 @@ def main(argv):
       failed = [f'{seed}:{arm}' for (seed, arm), code in zip(todo, codes) if code]
       if failed:
         raise trainer.ConfigError(f'arms failed: {", ".join(failed)} (see their output above)')
-  except (trainer.ConfigError, ValueError) as e:
-    print(f'error: {str(e).strip().splitlines()[0]}', file=sys.stderr)
-    sys.exit(2)
   report(data_dir, seeds, ceiling)
 
 

@@ -11,7 +11,7 @@ variable of the loaded modules is looked up in the checkpoint by its object path
 anything is read; the first one that is missing or has another shape (or a checkpoint
 variable under those modules that the model lacks) is a one-line `CheckpointMismatch`.
 A public checkpoint whose variable names are not Model Garden's goes through
-`convert_checkpoint.py` first.
+`tools/convert_checkpoint.py` first.
 """
 
 import collections
