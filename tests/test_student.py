@@ -150,13 +150,14 @@ def test_one_call_on_both_halves_equals_two_calls_on_identical_halves(tiny_data)
 
 
 def test_control_and_student_follow_the_teachers_schedule_by_default(tiny_data):
-  """The paper's protocol: as long as the teacher, at its learning rate and warm-up, the
-  same plateau rule; explicit settings win; the student's EMA horizon follows its length."""
+  """The paper's protocol: a share of the teacher's steps (half by default), at its learning
+  rate and warm-up, the same plateau rule; explicit settings win; the student's EMA horizon
+  follows its length."""
   from projects.self_training.configs import student as student_cfg  # pylint: disable=g-import-not-at-top
   s = pipeline.Settings(data_dir=tiny_data, runs_dir='', teacher_override=TINY)
   plan = pipeline.finetune_schedule(s)
   teacher = pipeline.teacher_params(s).trainer
-  assert plan == {'steps': 6, 'learning_rate': teacher.optimizer_config.learning_rate.cosine
+  assert plan == {'steps': 3, 'learning_rate': teacher.optimizer_config.learning_rate.cosine
                   .initial_learning_rate, 'warmup_steps': 1, 'eval_interval': 3,
                   'patience': s.plateau_patience}
   other = pipeline.finetune_schedule(pipeline.Settings(
@@ -165,6 +166,9 @@ def test_control_and_student_follow_the_teachers_schedule_by_default(tiny_data):
       finetune_patience=7))
   assert other == {'steps': 4, 'learning_rate': 0.01, 'warmup_steps': 2, 'eval_interval': 2,
                    'patience': 7}
+  as_long = pipeline.finetune_schedule(pipeline.Settings(
+      data_dir=tiny_data, runs_dir='', teacher_override=TINY, student_steps_fraction=1.0))
+  assert as_long['steps'] == 6 and as_long['eval_interval'] == 3
   # The paper's 0.9997 over its 90k-step students; the same fraction of a shorter run.
   assert student_cfg.ema_decay_for(90_000) == pytest.approx(0.9997)
   assert 1 / (1 - student_cfg.ema_decay_for(4000)) == pytest.approx(4000 / 27, rel=1e-3)

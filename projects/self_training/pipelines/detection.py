@@ -59,11 +59,14 @@ class Settings:
   pseudo_override: str = ''      # the student's alone: alpha, pseudo_background_weight, ...
   plateau_patience: int = 3
   # The paper's student protocol (Section 3.2, Appendix H): control and student start from
-  # the teacher and train as long as it did (0: the teacher's schedule), at its learning rate
-  # and warm-up (None: the teacher's), each stopped by the same plateau rule as the teacher
-  # (`finetune_patience` held-out evals without gain; None: `plateau_patience`) and kept at
-  # its best held-out checkpoint. `eval_interval` None: the teacher's.
+  # the teacher and train for a share of its steps (`student_steps` 0: the teacher's steps
+  # times `student_steps_fraction`; the paper's students train 0.75-1.0 of their teacher's,
+  # the embedded job half, for its time budget), at its learning rate and warm-up (None: the
+  # teacher's), each stopped by the same plateau rule as the teacher (`finetune_patience`
+  # held-out evals without gain; None: `plateau_patience`) and kept at its best held-out
+  # checkpoint. `eval_interval` None: the teacher's.
   student_steps: int = 0
+  student_steps_fraction: float = 0.5
   student_learning_rate: Optional[float] = None
   student_warmup_steps: Optional[int] = None
   finetune_patience: Optional[int] = None
@@ -292,7 +295,7 @@ def finetune_schedule(s: Settings) -> Dict[str, Any]:
   teacher's schedule (its experiment with `teacher_override`) where `s` leaves them unset."""
   t = teacher_params(s).trainer
   opt = t.optimizer_config
-  steps = s.student_steps or t.train_steps
+  steps = s.student_steps or max(1, round(s.student_steps_fraction * t.train_steps))
   return {
       'steps': steps,
       'learning_rate': (opt.learning_rate.cosine.initial_learning_rate

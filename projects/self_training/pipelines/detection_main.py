@@ -30,6 +30,10 @@ flags.DEFINE_string('experiment', _DEFAULTS.teacher_experiment, 'Teacher experim
 flags.DEFINE_string('student_experiment', _DEFAULTS.student_experiment, 'Student experiment.')
 flags.DEFINE_string('student_only_override', '', 'Params override for the student alone '
                     '(e.g. task.concat_halves=true).')
+flags.DEFINE_float('student_steps_fraction', _DEFAULTS.student_steps_fraction,
+                   'With --student_steps 0, control and student train at most this share of '
+                   'the teacher\'s steps (the paper: 0.75-1.0; 0.5 fits the embedded job in '
+                   'its hour).')
 flags.DEFINE_float('student_learning_rate', None, 'Peak learning rate of control and student '
                    '(default: the teacher\'s, as in the paper).')
 flags.DEFINE_float('pseudo_background_weight', None, 'Classification weight of the background '
@@ -69,7 +73,8 @@ def settings(data_dir: str) -> pipeline.Settings:
       gin_params=FLAGS.gin_params, teacher_override=FLAGS.params_override,
       student_override=FLAGS.student_override, pseudo_override=pseudo_override,
       plateau_patience=FLAGS.plateau_patience,
-      student_steps=FLAGS.student_steps, student_learning_rate=FLAGS.student_learning_rate,
+      student_steps=FLAGS.student_steps, student_steps_fraction=FLAGS.student_steps_fraction,
+      student_learning_rate=FLAGS.student_learning_rate,
       threshold=FLAGS.threshold,
       ignore_threshold=pipeline.ignore_threshold_for(
           FLAGS.threshold, None if FLAGS['ignore_threshold'].using_default_value

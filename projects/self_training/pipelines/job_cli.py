@@ -36,8 +36,7 @@ def define_flags(defaults, stages: Sequence[str], runs_dir: str) -> None:
                        'and every model fine-tuned from it) stops.')
   flags.DEFINE_integer('student_steps', defaults.student_steps,
                        'Most training steps of the student and of the models it is compared '
-                       'with (detection: 0 is as many as the teacher\'s schedule, as in the '
-                       'paper).')
+                       'with (detection: 0 is --student_steps_fraction of the teacher\'s).')
   flags.DEFINE_float('alpha', None, 'Pseudo-loss weight alpha (default: the experiment\'s).')
   flags.DEFINE_float('threshold', defaults.threshold,
                      'Pseudo-label threshold: boxes scored below it are dropped; pixels whose '
