@@ -42,3 +42,10 @@ def test_pretrain_and_convert_checkpoint_bad_arguments_are_one_line():
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1] == (
       'error: convert_checkpoint needs --input and --output')
+
+
+def test_a_student_steps_fraction_of_zero_is_refused():
+  # A fraction <= 0 would train control and student for a single step and call it done.
+  proc = _run('--student_steps_fraction=0')
+  assert proc.returncode != 0
+  assert '--student_steps_fraction must be above 0' in proc.stderr

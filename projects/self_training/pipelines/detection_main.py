@@ -34,6 +34,8 @@ flags.DEFINE_float('student_steps_fraction', _DEFAULTS.student_steps_fraction,
                    'With --student_steps 0, control and student train at most this share of '
                    'the teacher\'s steps (the paper: 0.75-1.0; 0.5 fits the embedded job in '
                    'its hour).')
+flags.register_validator('student_steps_fraction', lambda v: v > 0,
+                         message='--student_steps_fraction must be above 0, e.g. 0.5 or 1')
 flags.DEFINE_float('student_learning_rate', None, 'Peak learning rate of control and student '
                    '(default: the teacher\'s, as in the paper).')
 flags.DEFINE_float('pseudo_background_weight', None, 'Classification weight of the background '
