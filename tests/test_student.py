@@ -145,8 +145,11 @@ def test_one_call_on_both_halves_equals_two_calls_on_identical_halves(tiny_data)
   for name in ('human_loss', 'pseudo_loss', 'total_loss'):
     assert float(l1[name]) == pytest.approx(float(l2[name]), rel=1e-5), name
   assert float(l1['human_loss']) == pytest.approx(float(l1['pseudo_loss']), rel=1e-6)
+  # Batch-norm sums over 2N images in one call and N in each of two: the reduction order
+  # differs, so weights after one step differ in float rounding (seen up to 1.2e-5 on
+  # weights of ~0.1); a wrong split or statistics would differ by orders more.
   for a, b in zip(m1.trainable_variables, m2.trainable_variables):
-    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.name)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=5e-5, err_msg=a.name)
 
 
 def test_control_and_student_follow_the_teachers_schedule_by_default(tiny_data):
