@@ -167,6 +167,11 @@ def test_missing_checkpoint_and_module(tmp_path, iconic_checkpoint):
   task, model = _strict_task('emoji_retinanet', str(tmp_path / 'nothing'), tmp_path)
   with pytest.raises(initialization.CheckpointMismatch, match='not found'):
     task.initialize(model)
+  # The student's whole-model restore from its teacher: a moved run dir is one line too.
+  task, model = _strict_task('emoji_retinanet', str(tmp_path / 'moved' / 'best_ckpt-26'),
+                             tmp_path, modules='all')
+  with pytest.raises(initialization.CheckpointMismatch, match='not found'):
+    task.initialize(model)
   empty = tmp_path / 'empty'
   empty.mkdir()
   task, model = _strict_task('emoji_retinanet', str(empty), tmp_path)

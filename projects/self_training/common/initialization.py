@@ -152,14 +152,18 @@ def strict_initialize(task) -> Callable[[tf.Module], None]:
   """Makes `task.initialize` load module checkpoints strictly (see the module docstring).
 
   `init_checkpoint_modules='all'` (a student from its teacher) keeps the task's own
-  whole-model restore, which already requires every checkpointed object to match.
+  whole-model restore, which already requires every checkpointed object to match; only a
+  missing checkpoint is caught first, so it is one line too.
   """
   original = task.initialize
 
   def initialize(model):
     config = task.task_config
     modules = config.init_checkpoint_modules or ''
-    if not config.init_checkpoint or modules == 'all':
+    if not config.init_checkpoint:
+      return original(model)
+    if modules == 'all':
+      resolve(config.init_checkpoint)  # a missing one: one line, not a reader's traceback
       return original(model)
     items = {name: getattr(model, name) for name in parse_modules(modules)}
     missing = [name for name, module in items.items() if module is None]
