@@ -12,6 +12,9 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
 
   (none)        main job: embedded data (cached) -> teacher to its plateau -> export ->
                 pseudo labels -> supervised control and student; COCO AP table on val
+  custom        the main job on your data: --train_annotations (COCO JSON, VOC or YOLO
+                folder) --train_images --unlabeled_images [--val_annotations ...]; see
+                docs/your_data.md
   test          run the test suite (pytest on 3 processes; extra ARGS go to pytest, e.g. -n 0)
   data          generate the embedded emoji-scenes data set (flags: --out_dir --seed ...)
   convert       convert real data to TFRecords (coco | images | voc; see --help of each)
@@ -70,6 +73,7 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 case "$cmd" in
   main)     exec "$PY" -m projects.self_training.pipelines.detection_main "$@" ;;
   test)     exec "$PY" -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder "$@" ;;
+  custom)   exec "$PY" -m projects.self_training.pipelines.custom_main "$@" ;;
   data)     exec "$PY" -m projects.self_training.data.emoji_scenes "$@" ;;
   convert)  exec "$PY" -m projects.self_training.data.convert "$@" ;;
   train)    exec "$PY" -m projects.self_training.train "$@" ;;

@@ -99,6 +99,17 @@ def test_keep_applies_the_threshold_inclusively():
   assert classes.tolist() == [3] and scores.tolist() == [0.5]
 
 
+def test_keep_drops_classes_the_label_map_does_not_declare():
+  # A model over sparse ids (3, 17, 42: num_classes 43) has outputs for ids 4..16 too.
+  out = {'detection_boxes': np.array([[[0, 0, .5, .5], [.5, .5, .9, .9], [.1, .6, .3, .9]]]),
+         'detection_scores': np.array([[0.9, 0.8, 0.4]]),
+         'detection_classes': np.array([[17, 5, 6]]), 'num_detections': np.array([3])}
+  _, classes, _ = labeler.keep(out, 0, 0.5, ignore_threshold=0.3, declared=[3, 17, 42])
+  assert classes.tolist() == [17]  # neither the sure class-5 box nor an ignore region of 6
+  _, classes, _ = labeler.keep(out, 0, 0.5, ignore_threshold=0.3)
+  assert classes.tolist() == [17, 5, schema.IGNORE_CLASS]
+
+
 def test_ignore_threshold_marks_uncertain_boxes():
   # Kept (0.8); uncertain and elsewhere (0.3): ignore; below the ignore threshold (0.1);
   # uncertain on the kept object with another class (0.4, IoU 0.64): a duplicate, dropped.

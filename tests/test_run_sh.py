@@ -14,7 +14,7 @@ def _run(*args):
 def test_help_lists_the_subcommands():
   proc = _run('--help')
   assert proc.returncode == 0
-  for sub in ('test', 'export', 'pseudo_label', 'segmentation', 'export_segmentation',
+  for sub in ('custom', 'test', 'export', 'pseudo_label', 'segmentation', 'export_segmentation',
               'bench_margin', 'bench_overhead', 'bench_seg_scales', 'bench_seg_margin',
               'pretrain', 'convert_checkpoint'):
     assert f'\n  {sub} ' in proc.stdout

@@ -90,15 +90,26 @@ def main(argv):
   start = job_cli.start(argv)
   with cli.errors_in_one_line(trainer.ConfigError, ValueError):
     data_dir = emoji_scenes.resolve_data_dir(FLAGS.data_dir)
-    s = settings(data_dir)
-    if FLAGS.rounds < 1:
-      raise trainer.ConfigError(f'--rounds must be >= 1, got {FLAGS.rounds}')
-    if FLAGS.rounds > 1 and 'student' not in FLAGS.stages:
-      raise trainer.ConfigError('--rounds > 1 needs the student stage')
-    progress = lambda line: print(line, flush=True)
-    results = pipeline.run(s, FLAGS.stages, progress=progress)
-    if FLAGS.rounds > 1:
-      results['rounds'] = pipeline.rounds(s, results, FLAGS.rounds, progress)
+    results = run(settings(data_dir))
+  report(results, start)
+
+
+def run(s: pipeline.Settings):
+  """The stages `--stages` asks for (and `--rounds`), with progress printed."""
+  if FLAGS.rounds < 1:
+    raise trainer.ConfigError(f'--rounds must be >= 1, got {FLAGS.rounds}')
+  if FLAGS.rounds > 1 and 'student' not in FLAGS.stages:
+    raise trainer.ConfigError('--rounds > 1 needs the student stage')
+  progress = lambda line: print(line, flush=True)
+  results = pipeline.run(s, FLAGS.stages, progress=progress)
+  if FLAGS.rounds > 1:
+    results['rounds'] = pipeline.rounds(s, results, FLAGS.rounds, progress)
+  return results
+
+
+def report(results, start: float) -> None:
+  """The held-out curves, the AP table on val, the margin, the curves' figure and
+  `results.json`."""
   job_cli.print_training(results, ('control', 'student'), 'AP', 'AP', str.capitalize)
   print()
   print('\n'.join(pipeline.table(results)))

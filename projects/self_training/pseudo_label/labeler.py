@@ -292,8 +292,12 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def keep(outputs: Dict[str, np.ndarray], i: int, threshold: float,
-         ignore_threshold: Optional[float] = None):
+         ignore_threshold: Optional[float] = None, declared: Optional[Sequence[int]] = None):
   """Boxes of image `i` of a batch with score >= threshold (and a positive area).
+
+  With `declared` (the label map's category ids), a box of any other class is dropped: a
+  model over sparse ids (num_classes = the largest id + 1) has outputs for ids no category
+  has.
 
   With `ignore_threshold`, boxes scored in [ignore_threshold, threshold) are kept too,
   with class IGNORE_CLASS, except those overlapping a kept box with IoU >=
@@ -307,6 +311,8 @@ def keep(outputs: Dict[str, np.ndarray], i: int, threshold: float,
   classes = outputs['detection_classes'][i, :n].astype(np.int64)
   low = threshold if ignore_threshold is None else min(ignore_threshold, threshold)
   ok = (scores >= low) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+  if declared:
+    ok &= np.isin(classes, np.asarray(list(declared), np.int64))
   sure = scores >= threshold
   classes = np.where(sure, classes, IGNORE_CLASS)
   if ignore_threshold is not None and np.any(ok & sure) and np.any(ok & ~sure):
@@ -366,7 +372,8 @@ def label_chunk(teacher: Teacher, chunk: Sequence[Tuple], threshold: float,
         results[p] = SegLabeled(item.source_id, stored, pixels.shape[0], pixels.shape[1],
                                 mask, teacher.ignore_label)
         continue
-      boxes, classes, scores = keep(outputs, i, threshold, ignore_threshold)
+      boxes, classes, scores = keep(outputs, i, threshold, ignore_threshold,
+                                    [int(c['id']) for c in teacher.categories])
       results[p] = Labeled(item.source_id, stored, pixels.shape[0], pixels.shape[1],
                            boxes, classes, scores)
   return [(chunk[p][0], results.get(p), chunk[p][3]) for p in range(len(chunk))]
