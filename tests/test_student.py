@@ -3,6 +3,7 @@ batches, teacher initialization, EMA state in checkpoints, and the whole pipelin
 size."""
 
 import collections
+import dataclasses
 import json
 import os
 import subprocess
@@ -206,6 +207,10 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   assert results['student']['settings']['pseudo_override'] == (
       'task.loss_normalization.alpha=0.25,task.pseudo_background_weight=0.5')
   assert (runs / 'export' / 'saved_model' / 'saved_model.pb').exists()
+  # The default pseudo labels fuse 4 views: 64 px and 96 (4/3 x 64, to a multiple of 32),
+  # each also mirrored.
+  assert (runs / 'export' / 'saved_model_96' / 'saved_model.pb').exists()
+  assert results['pseudo']['tta_sizes'] == [96] and results['pseudo']['flip'] is True
   assert (runs / 'curves.png').stat().st_size > 0
   teacher = json.loads((runs / 'teacher' / 'teacher_metrics.json').read_text())
   assert set(teacher['val']) >= {'AP', 'AP50', 'AP75'}
@@ -215,8 +220,8 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   assert (runs / 'pseudo' / 'summary.json').exists()
   round2 = runs / 'round_2'
   assert sorted(p.name for p in round2.iterdir()) == ['export', 'pseudo', 'student']
-  assert json.loads((round2 / 'pseudo' / 'summary.json').read_text())['saved_model'] == str(
-      round2 / 'export' / 'saved_model')
+  assert json.loads((round2 / 'pseudo' / 'summary.json').read_text())['saved_model'] == ','.join(
+      str(round2 / 'export' / name) for name in ('saved_model', 'saved_model_96'))
   assert results['rounds'][1]['student']['steps'] == 6
   assert '| 2 | round-1 student |' in proc.stdout
   # Every student eval drew its human and pseudo inputs for TensorBoard.
@@ -229,7 +234,7 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   # A re-run skips every complete stage, round 2's too.
   again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
   assert again.returncode == 0, again.stderr[-3000:]
-  assert again.stdout.count(', skipped') == 5 + 3
+  assert again.stdout.count(', skipped') == 5 + 3 + 2  # + each round's 96-px export
 
   # Other settings on top of complete stages: a one-line error, nothing silently reused.
   other = subprocess.run(cmd + ['--threshold=0.3'], capture_output=True, text=True, env=env,
@@ -349,3 +354,24 @@ def test_default_ignore_band_never_reaches_above_the_threshold():
   assert pipeline.ignore_threshold_for(0.2) == 0.2  # below the default band: no band
   assert pipeline.ignore_threshold_for(0.5, asked=0.1) == 0.1
   assert pipeline.ignore_threshold_for(0.5, asked=0.5) == 0.5  # the paper's: no band
+
+
+def test_tta_sizes_default_to_four_thirds_of_the_teachers_input(tiny_data):
+  s = pipeline.Settings(data_dir=tiny_data, runs_dir='', teacher_override=TINY)  # 64 px
+  assert pipeline.tta_sizes_of(s) == [96]
+  big = 'task.model.input_size=[256,256,3]'
+  assert pipeline.tta_sizes_of(dataclasses.replace(s, teacher_override=big)) == [352]
+  assert pipeline.tta_sizes_of(pipeline.Settings(data_dir=tiny_data, runs_dir='')) == [128]
+  assert pipeline.tta_sizes_of(dataclasses.replace(s, tta_sizes=())) == []
+  assert pipeline.tta_sizes_of(dataclasses.replace(s, tta_sizes=(160, 192))) == [160, 192]
+
+
+def test_paper_labels_refuses_the_flags_it_sets(tiny_data):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'projects.self_training.pipelines.detection_main',
+       f'--data_dir={tiny_data}', '--paper_labels', '--tta_flip', '--ignore_threshold=0.2'],
+      capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.strip().splitlines()[-1] == (
+      'error: --paper_labels sets --tta_flip, --ignore_threshold itself: drop them or it')

@@ -140,8 +140,9 @@ def _run_custom(args, cwd=REPO_ROOT, timeout=900):
 @pytest.mark.parametrize('fmt', ['coco', 'voc', 'yolo'])
 def test_custom_data_end_to_end(user_data, tmp_path, fmt):
   runs = tmp_path / 'runs'
-  # Scores from a 6-step model sit below the detector's default 0.05 floor: keep them all,
-  # so the pseudo labels hold boxes whose classes can be checked.
+  # Scores from a 6-step model sit below the detector's default 0.05 floor (and the view
+  # fusion's): keep them all, from one view, so the pseudo labels hold boxes whose classes
+  # can be checked.
   tiny = TINY + ',task.model.detection_generator.pre_nms_score_threshold=0.0'
   # Past the pseudo labels nothing depends on the format: control and student run once.
   stages = [] if fmt == 'coco' else ['--stages=pseudo']
@@ -149,7 +150,7 @@ def test_custom_data_end_to_end(user_data, tmp_path, fmt):
                       f'--train_images={user_data["images"]}',
                       f'--unlabeled_images={user_data["pool"]}', f'--runs_dir={runs}',
                       f'--params_override={tiny}', f'--student_override={TINY}',
-                      '--student_steps=6', '--threshold=0.0'] + stages)
+                      '--student_steps=6', '--threshold=0.0', '--paper_labels'] + stages)
   assert proc.returncode == 0, proc.stderr[-3000:]
   expected = _expected_categories(fmt)
   rows = ['| teacher |']

@@ -43,13 +43,18 @@ flags.DEFINE_float('pseudo_background_weight', None, 'Classification weight of t
 flags.DEFINE_float('ignore_threshold', _DEFAULTS.ignore_threshold,
                    'Pseudo boxes scored in [this, --threshold) become ignore regions (no '
                    'loss); equal to --threshold: none, the paper\'s plain hard threshold.')
-flags.DEFINE_list('tta_sizes', [str(x) for x in _DEFAULTS.tta_sizes],
+flags.DEFINE_list('tta_sizes', None,
                   'Pseudo labels from the teacher also exported at these input sizes, the '
-                  'views\' detections fused (test-time augmentation); empty: one size.')
+                  'views\' detections fused (test-time augmentation); default: one size, '
+                  f'{pipeline.TTA_SCALE:.2f}x the teacher\'s (96 -> 128 px); empty: one view.')
 flags.DEFINE_bool('tta_flip', _DEFAULTS.tta_flip, 'Pseudo labels also from each image '
                   'mirrored, fused with the unmirrored view (test-time augmentation).')
-flags.register_validator('tta_sizes', lambda v: all(x.isdigit() and int(x) > 0 for x in v),
+flags.register_validator('tta_sizes',
+                         lambda v: v is None or all(x.isdigit() and int(x) > 0 for x in v),
                          message='--tta_sizes takes positive integers, e.g. 128')
+flags.DEFINE_bool('paper_labels', False, 'The paper\'s pseudo labels: one view of each '
+                  'image, a hard --threshold (0.5), no ignore band (instead of the default '
+                  'test-time augmentation and ignore band; README says why).')
 flags.DEFINE_string('pseudo_input', '', 'The student\'s pseudo half from these TFRecords '
                     'instead of the teacher\'s labels; a human-labeled pool (e.g. `./run.sh data '
                     '--seed 7 --splits train --num_train 5000`) gives the ceiling of '
@@ -69,6 +74,16 @@ def settings(data_dir: str) -> pipeline.Settings:
       FLAGS.student_only_override)
   splits = [emoji_scenes.UNLABELED_SPLIT] + ([emoji_scenes.ICONIC_SPLIT]
                                              if FLAGS.label_iconic else [])
+  ignore = pipeline.ignore_threshold_for(
+      FLAGS.threshold, None if FLAGS['ignore_threshold'].using_default_value
+      else FLAGS.ignore_threshold)
+  tta_sizes = None if FLAGS.tta_sizes is None else tuple(int(x) for x in FLAGS.tta_sizes)
+  tta_flip = FLAGS.tta_flip
+  if FLAGS.paper_labels:
+    given = [f'--{n}' for n in ('tta_sizes', 'tta_flip', 'ignore_threshold') if FLAGS[n].present]
+    if given:
+      raise trainer.ConfigError(f'--paper_labels sets {", ".join(given)} itself: drop them or it')
+    ignore, tta_sizes, tta_flip = FLAGS.threshold, (), False
   return pipeline.Settings(
       data_dir=data_dir, runs_dir=FLAGS.runs_dir, teacher_experiment=FLAGS.experiment,
       student_experiment=FLAGS.student_experiment, gin_files=FLAGS.gin_file,
@@ -77,12 +92,9 @@ def settings(data_dir: str) -> pipeline.Settings:
       plateau_patience=FLAGS.plateau_patience,
       student_steps=FLAGS.student_steps, student_steps_fraction=FLAGS.student_steps_fraction,
       student_learning_rate=FLAGS.student_learning_rate,
-      threshold=FLAGS.threshold,
-      ignore_threshold=pipeline.ignore_threshold_for(
-          FLAGS.threshold, None if FLAGS['ignore_threshold'].using_default_value
-          else FLAGS.ignore_threshold),
-      pseudo_splits=splits, tta_sizes=tuple(int(x) for x in FLAGS.tta_sizes),
-      tta_flip=FLAGS.tta_flip, pseudo_input=FLAGS.pseudo_input,
+      threshold=FLAGS.threshold, ignore_threshold=ignore,
+      pseudo_splits=splits, tta_sizes=tta_sizes, tta_flip=tta_flip,
+      pseudo_input=FLAGS.pseudo_input,
       seed=FLAGS.seed, force=FLAGS.force)
 
 

@@ -310,6 +310,9 @@ class Study:
         student_warmup_steps=max(1, min(50, size.finetune_steps // 10)),
         eval_interval=size.finetune_steps if size.teacher_steps is not None else 200,
         pseudo_splits=(emoji_scenes.ICONIC_SPLIT,),
+        # One view, as the study's cells were measured; the main job's test-time
+        # augmentation is for the issue that brings the study into its regime.
+        tta_sizes=(), tta_flip=False,
         seed=self.seed,
         train_input=self.train_input(group.fraction))
     return dataclasses.replace(s, **replace)
