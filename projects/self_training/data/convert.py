@@ -81,7 +81,8 @@ def _print_summary(kind: str, summary: Dict[str, Any]) -> None:
     print(f'  skipped {item["file"]}: {item["reason"]}', flush=True)
 
 
-def _list_files(directory: str) -> List[str]:
+def list_files(directory: str) -> List[str]:
+  """Every file under `directory` (recursive), sorted."""
   return sorted(os.path.join(root, name)
                 for root, _, names in tf.io.gfile.walk(directory) for name in names)
 
@@ -149,7 +150,7 @@ def convert_images(input_dir: str, output_prefix: str, num_shards: int = 32,
   if not tf.io.gfile.isdir(input_dir):
     raise ValueError(f'Input folder {input_dir!r} is not a folder')
   start = time.time()
-  files = _list_files(input_dir)
+  files = list_files(input_dir)
   tasks = [(file, source_id_offset + 1 + i) for i, file in enumerate(files)]
   num_shards = max(1, min(num_shards, len(files)))
   written, skipped, paths = _write_shards(

@@ -111,8 +111,7 @@ def read(fmt: str, annotations: str, images: str, classes: str = '') -> Labeled:
 
 def _files(directory: str) -> List[str]:
   """Paths under `directory` (recursive), relative to it, sorted."""
-  return sorted(os.path.relpath(os.path.join(root, name), directory)
-                for root, _, names in tf.io.gfile.walk(directory) for name in names)
+  return [os.path.relpath(path, directory) for path in convert.list_files(directory)]
 
 
 def _check_categories(categories: List[Dict[str, Any]], source: str) -> None:

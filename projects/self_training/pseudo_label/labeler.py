@@ -363,6 +363,7 @@ def label_chunk(teacher: Teacher, chunk: Sequence[Tuple], threshold: float,
     if not err:
       by_shape[pixels.shape].append(pos)
   results: Dict[int, Labeled] = {}
+  declared = [int(c['id']) for c in teacher.categories]
   for positions in by_shape.values():
     outputs = teacher(np.stack([chunk[p][1] for p in positions]))
     for i, p in enumerate(positions):
@@ -372,8 +373,7 @@ def label_chunk(teacher: Teacher, chunk: Sequence[Tuple], threshold: float,
         results[p] = SegLabeled(item.source_id, stored, pixels.shape[0], pixels.shape[1],
                                 mask, teacher.ignore_label)
         continue
-      boxes, classes, scores = keep(outputs, i, threshold, ignore_threshold,
-                                    [int(c['id']) for c in teacher.categories])
+      boxes, classes, scores = keep(outputs, i, threshold, ignore_threshold, declared)
       results[p] = Labeled(item.source_id, stored, pixels.shape[0], pixels.shape[1],
                            boxes, classes, scores)
   return [(chunk[p][0], results.get(p), chunk[p][3]) for p in range(len(chunk))]
