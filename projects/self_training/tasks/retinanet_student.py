@@ -16,6 +16,7 @@ IGNORE_CLASS, written by the labeler for scores between --ignore_threshold and
 `pseudo_score_weight`, the anchors of each pseudo box weigh the teacher's score for it.
 """
 
+import functools
 from typing import Any, List, Optional
 
 import tensorflow as tf
@@ -47,7 +48,10 @@ class SelfTrainingRetinaNetTask(self_training.SelfTrainingMixin, detection.Retin
     """The human dataset zipped with the pseudo one for training; the official otherwise."""
     if not self.is_train_data(params):
       return super().build_inputs(params, input_context)
-    return self.zip_pseudo(params, input_context, super().build_inputs)
+    # The pseudo half is detection data alone, whatever a subclass's bases add to the human
+    # half (a joint student's classification batches), even when the two configs are equal.
+    return self.zip_pseudo(params, input_context, super().build_inputs,
+                           functools.partial(detection.RetinaNetTask.build_inputs, self))
 
   def pseudo_data_config(self, pseudo):
     """With `pseudo_score_weight`, the decoder also reads each box's score attribute."""

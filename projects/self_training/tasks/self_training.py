@@ -21,7 +21,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import tensorflow as tf
 import tf_keras
 
-from projects.self_training.configs.student import has_pseudo_data  # pylint: disable=unused-import
 from projects.self_training.configs.student import pseudo_batch_size
 from projects.self_training.losses import loss_normalization
 
@@ -44,15 +43,18 @@ class SelfTrainingMixin:
   def is_train_data(self, params) -> bool:
     return is_train_data(self.task_config, params)
 
-  def zip_pseudo(self, params, input_context, build: Callable[..., tf.data.Dataset]):
-    """(human batch, pseudo batch) pairs; `build(params, input_context)` reads one source."""
+  def zip_pseudo(self, params, input_context, build: Callable[..., tf.data.Dataset],
+                 build_pseudo: Optional[Callable[..., tf.data.Dataset]] = None):
+    """(human batch, pseudo batch) pairs; `build(params, input_context)` reads the human
+    source, `build_pseudo` (default: `build`) the pseudo one."""
     pseudo = self.task_config.pseudo_data
     if not pseudo.input_path and not pseudo.tfds_name:
       raise ValueError('task.pseudo_data.input_path is empty: point it at the '
                        "pseudo-labeler's records (pseudo-*-of-*.tfrecord)")
     pseudo = self.pseudo_data_config(
         pseudo.replace(global_batch_size=pseudo_batch_size(self.task_config)))
-    return tf.data.Dataset.zip((build(params, input_context), build(pseudo, input_context)))
+    return tf.data.Dataset.zip((build(params, input_context),
+                                (build_pseudo or build)(pseudo, input_context)))
 
   def pseudo_data_config(self, pseudo):
     """The pseudo half's data config as read; a task that needs more of the records (e.g.
