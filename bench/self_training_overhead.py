@@ -30,8 +30,9 @@ from official.core import task_factory  # pylint: disable=g-import-not-at-top
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pipelines import detection as pipeline
-from projects.self_training.pseudo_label import labeler
+from projects.self_training.pseudo_label import shards
 from projects.self_training.pseudo_label import sources
+from projects.self_training.pseudo_label.teacher import Teacher
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('data_dir', None, 'Emoji-scenes set (default: the cached default set).')
@@ -100,7 +101,7 @@ def main(_):
   if not tf.io.gfile.exists(os.path.join(FLAGS.saved_model, 'saved_model.pb')):
     print(f'no SavedModel at {FLAGS.saved_model}: run ./run.sh first for the labeler figures')
     return
-  teacher = labeler.Teacher(FLAGS.saved_model)
+  teacher = Teacher(FLAGS.saved_model)
   source = emoji_scenes.split_pattern(data_dir, emoji_scenes.UNLABELED_SPLIT)
   # The labeler labels shard 0 of `num_shards` (about `images` images); the bare call runs
   # on the same images, decoded beforehand.
@@ -112,7 +113,7 @@ def main(_):
       teacher(pixels[k:k + 64])
   def end_to_end():
     with tempfile.TemporaryDirectory() as out:
-      labeler.label_shard(teacher, source, out, 0, num_shards, progress=False)
+      shards.label_shard(teacher, source, out, 0, num_shards, progress=False)
   bare()  # warm-up
   t_bare, t_e2e = _median_seconds([bare, end_to_end])
   bare_ips, e2e_ips = len(pixels) / t_bare, len(items) / t_e2e

@@ -16,8 +16,12 @@ from official.core import task_factory
 from official.vision.dataloaders import tf_example_decoder
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
-from projects.self_training.pseudo_label import labeler
+from projects.self_training.pseudo_label import fusion
+from projects.self_training.pseudo_label import records
 from projects.self_training.pseudo_label import schema
+from projects.self_training.pseudo_label import shards
+from projects.self_training.pseudo_label.teacher import LabelerError
+from projects.self_training.pseudo_label.teacher import Teacher
 from projects.self_training.serving import export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,7 +98,7 @@ def test_keep_applies_the_threshold_inclusively():
   out = {'detection_boxes': np.array([[[0, 0, .5, .5], [0, 0, .4, .4], [.2, .2, .2, .6]]]),
          'detection_scores': np.array([[0.5, 0.49, 0.9]]),
          'detection_classes': np.array([[3, 4, 5]]), 'num_detections': np.array([3])}
-  boxes, classes, scores = labeler.keep(out, 0, 0.5)
+  boxes, classes, scores = fusion.keep(out, 0, 0.5)
   # 0.5 is kept, 0.49 is not, and the zero-height box is dropped whatever its score.
   assert classes.tolist() == [3] and scores.tolist() == [0.5]
 
@@ -104,9 +108,9 @@ def test_keep_drops_classes_the_label_map_does_not_declare():
   out = {'detection_boxes': np.array([[[0, 0, .5, .5], [.5, .5, .9, .9], [.1, .6, .3, .9]]]),
          'detection_scores': np.array([[0.9, 0.8, 0.4]]),
          'detection_classes': np.array([[17, 5, 6]]), 'num_detections': np.array([3])}
-  _, classes, _ = labeler.keep(out, 0, 0.5, ignore_threshold=0.3, declared=[3, 17, 42])
+  _, classes, _ = fusion.keep(out, 0, 0.5, ignore_threshold=0.3, declared=[3, 17, 42])
   assert classes.tolist() == [17]  # neither the sure class-5 box nor an ignore region of 6
-  _, classes, _ = labeler.keep(out, 0, 0.5, ignore_threshold=0.3)
+  _, classes, _ = fusion.keep(out, 0, 0.5, ignore_threshold=0.3)
   assert classes.tolist() == [17, 5, schema.IGNORE_CLASS]
 
 
@@ -117,15 +121,15 @@ def test_ignore_threshold_marks_uncertain_boxes():
                                        [0, 0, .4, .4]]]),
          'detection_scores': np.array([[0.8, 0.3, 0.1, 0.4]]),
          'detection_classes': np.array([[3, 4, 5, 6]]), 'num_detections': np.array([4])}
-  boxes, classes, scores = labeler.keep(out, 0, 0.5, ignore_threshold=0.2)
+  boxes, classes, scores = fusion.keep(out, 0, 0.5, ignore_threshold=0.2)
   assert classes.tolist() == [3, schema.IGNORE_CLASS]
   np.testing.assert_allclose(scores, [0.8, 0.3], rtol=1e-6)
   np.testing.assert_allclose(boxes[1], [.6, .6, .9, .9], rtol=1e-6)
   # Without a kept box to duplicate, the same uncertain box is an ignore region.
   alone = dict(out, detection_scores=np.array([[0.45, 0.3, 0.1, 0.4]]))
-  _, classes, _ = labeler.keep(alone, 0, 0.5, ignore_threshold=0.2)
+  _, classes, _ = fusion.keep(alone, 0, 0.5, ignore_threshold=0.2)
   assert classes.tolist() == [schema.IGNORE_CLASS] * 3
-  labeled = labeler.Labeled('1', b'', 10, 10, boxes, np.array([3, schema.IGNORE_CLASS]),
+  labeled = records.Labeled('1', b'', 10, 10, boxes, np.array([3, schema.IGNORE_CLASS]),
                             scores)
   _, anns = labeled.coco(1, 1)
   assert [a['category_id'] for a in anns] == [3]  # ignore boxes stay out of the COCO JSON
@@ -134,7 +138,7 @@ def test_ignore_threshold_marks_uncertain_boxes():
 def test_box_iou():
   a = np.array([[0, 0, .5, .5], [0, 0, 1, 1]])
   b = np.array([[0, 0, .4, .4], [.6, .6, .9, .9]])
-  np.testing.assert_allclose(labeler.box_iou(a, b), [[.64, 0], [.16, .09]], rtol=1e-6)
+  np.testing.assert_allclose(fusion.box_iou(a, b), [[.64, 0], [.16, .09]], rtol=1e-6)
 
 
 def test_fuse_views_by_hand():
@@ -146,7 +150,7 @@ def test_fuse_views_by_hand():
   v1 = {'detection_boxes': np.array([[[0, 0, .5, .6], [0, 0, .5, .5], [.1, .1, .2, .2]]]),
         'detection_scores': np.array([[0.4, 0.3, 0.04]]),
         'detection_classes': np.array([[3, 5, 3]]), 'num_detections': np.array([3])}
-  out = labeler.fuse_views([v0, v1])
+  out = fusion.fuse_views([v0, v1])
   n = int(out['num_detections'][0])
   assert n == 3 and out['detection_scores'].shape == (1, 3)
   # A: both views, (0.8 + 0.4) / 2, box the score-weighted mean; B: one view, 0.6 / 2;
@@ -162,7 +166,7 @@ def test_flip_and_sizes_views_of_the_exported_teacher(exported, tmp_path):
   """Labeling an image's mirror with flip TTA gives the image's labels mirrored; a second
   input size is a second SavedModel of the same detector."""
   params, _, path = exported
-  teacher = labeler.Teacher(path, flip=True)
+  teacher = Teacher(path, flip=True)
   assert teacher.num_views == 2
   rng = np.random.default_rng(1)
   image = rng.integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
@@ -183,7 +187,7 @@ def test_flip_and_sizes_views_of_the_exported_teacher(exported, tmp_path):
       'checkpoint']
   big = export.export_detector(params, checkpoint, base, input_size=96)
   assert big == os.path.join(base, 'saved_model_96')
-  both = labeler.Teacher(f'{path},{big}', flip=True)
+  both = Teacher(f'{path},{big}', flip=True)
   assert both.num_views == 4
   assert int(both(image)['num_detections'][0]) > 0
   # Another label map is refused in one line.
@@ -191,12 +195,12 @@ def test_flip_and_sizes_views_of_the_exported_teacher(exported, tmp_path):
   subprocess.run(['cp', '-r', big, str(other)], check=True)
   label_map = other / export.LABEL_MAP
   label_map.write_text(json.dumps({'categories': [{'id': 1, 'name': 'cat'}]}))
-  with pytest.raises(labeler.LabelerError, match='another label map'):
-    labeler.Teacher(f'{path},{other}')
+  with pytest.raises(LabelerError, match='another label map'):
+    Teacher(f'{path},{other}')
 
 
 def test_records_round_trip_through_model_gardens_decoder():
-  labeled = labeler.Labeled('42', _jpeg(np.full((40, 80, 3), 90, np.uint8)), 40, 80,
+  labeled = records.Labeled('42', _jpeg(np.full((40, 80, 3), 90, np.uint8)), 40, 80,
                             boxes=np.array([[0.1, 0.2, 0.5, 0.9]], np.float32),
                             classes=np.array([18]), scores=np.array([0.75], np.float32))
   decoded = tf_example_decoder.TfExampleDecoder().decode(tf.constant(labeled.example()))
@@ -257,10 +261,10 @@ def test_export_matches_the_training_eval_path(pool, exported):
 def test_labeler_on_the_exported_teacher_is_deterministic(pool, exported, tmp_path):
   _, _, path = exported
   source = emoji_scenes.split_pattern(pool, 'unlabeled_scenes')
-  a = labeler.run(path, source, str(tmp_path / 'a'), threshold=0.0, num_shards=2,
-                  progress=False)
-  b = labeler.run(path, source, str(tmp_path / 'b'), threshold=0.0, num_shards=2,
-                  progress=False)
+  a = shards.run(path, source, str(tmp_path / 'a'), threshold=0.0, num_shards=2,
+                 progress=False)
+  b = shards.run(path, source, str(tmp_path / 'b'), threshold=0.0, num_shards=2,
+                 progress=False)
   assert a['num_images'] == 10 and a['num_boxes'] > 0
   assert _records(schema.record_pattern(str(tmp_path / 'a'))) == _records(
       schema.record_pattern(str(tmp_path / 'b')))
@@ -271,19 +275,19 @@ def test_labeler_on_the_exported_teacher_is_deterministic(pool, exported, tmp_pa
 
 def test_kill_mid_run_then_resume_equals_an_uninterrupted_run(pool, tmp_path):
   source = emoji_scenes.split_pattern(pool, 'unlabeled_scenes')
-  whole = labeler.run('fake', source, str(tmp_path / 'whole'), num_shards=3, batch_size=2,
-                      progress=False, teacher=FakeTeacher())
+  whole = shards.run('fake', source, str(tmp_path / 'whole'), num_shards=3, batch_size=2,
+                     progress=False, teacher=FakeTeacher())
   out = str(tmp_path / 'killed')
   with pytest.raises(KeyboardInterrupt):
-    labeler.run('fake', source, out, num_shards=3, batch_size=2, progress=False,
-                teacher=FakeTeacher(die_after_calls=3))
+    shards.run('fake', source, out, num_shards=3, batch_size=2, progress=False,
+               teacher=FakeTeacher(die_after_calls=3))
   # Shard 0 (2 calls) finished; shard 1 died: nothing of it is left under a final name.
   names = sorted(os.listdir(out))
   assert names == ['pseudo-00000-of-00003.json', 'pseudo-00000-of-00003.tfrecord']
   assert not os.path.exists(os.path.join(out, schema.SUMMARY))
   resumed_teacher = FakeTeacher()
-  resumed = labeler.run('fake', source, out, num_shards=3, batch_size=2, progress=False,
-                        teacher=resumed_teacher)
+  resumed = shards.run('fake', source, out, num_shards=3, batch_size=2, progress=False,
+                       teacher=resumed_teacher)
   assert resumed_teacher.calls == 4  # shards 1 and 2 only (3 + 3 images, batches of 2)
   assert _records(schema.record_pattern(out)) == _records(
       schema.record_pattern(str(tmp_path / 'whole')))
@@ -294,11 +298,11 @@ def test_kill_mid_run_then_resume_equals_an_uninterrupted_run(pool, tmp_path):
 def test_one_worker_per_shard_then_merge(pool, tmp_path):
   source = emoji_scenes.split_pattern(pool, 'unlabeled_scenes')
   out = str(tmp_path / 'workers')
-  first = labeler.run('fake', source, out, num_shards=2, shard_index=1, progress=False,
-                      teacher=FakeTeacher())
+  first = shards.run('fake', source, out, num_shards=2, shard_index=1, progress=False,
+                     teacher=FakeTeacher())
   assert first == {'complete': False, 'output_dir': out}
-  summary = labeler.run('fake', source, out, num_shards=2, shard_index=0, progress=False,
-                        teacher=FakeTeacher())
+  summary = shards.run('fake', source, out, num_shards=2, shard_index=0, progress=False,
+                       teacher=FakeTeacher())
   assert summary['num_images'] == 10
   ids = [i['id'] for i in json.loads(open(os.path.join(out, schema.COCO_JSON)).read())['images']]
   assert len(set(ids)) == 10
@@ -318,8 +322,8 @@ def test_corrupt_and_odd_images_in_a_folder(tmp_path):
   Image.fromarray(rgb[..., 0]).save(folder / 'c_gray.png')
   (folder / 'd_truncated.jpg').write_bytes(_jpeg(rgb)[:200])
   (folder / 'e_notes.txt').write_text('not an image')
-  summary = labeler.run('fake', str(folder), str(tmp_path / 'out'), progress=False,
-                        teacher=FakeTeacher())
+  summary = shards.run('fake', str(folder), str(tmp_path / 'out'), progress=False,
+                       teacher=FakeTeacher())
   assert summary['num_images'] == 3 and summary['num_skipped'] == 2
   skipped = {os.path.basename(s['input']) for s in summary['skipped']}
   assert skipped == {'d_truncated.jpg', 'e_notes.txt'}
@@ -330,13 +334,13 @@ def test_corrupt_and_odd_images_in_a_folder(tmp_path):
 
 
 def test_missing_saved_model_or_input_is_a_one_line_error(pool, tmp_path):
-  with pytest.raises(labeler.LabelerError, match='input not found'):
-    labeler.run(str(tmp_path / 'none'), str(tmp_path / 'missing-*.tfrecord'), str(tmp_path))
-  with pytest.raises(labeler.LabelerError, match='no SavedModel'):
-    labeler.run(str(tmp_path / 'none'), emoji_scenes.split_pattern(pool, 'unlabeled_scenes'),
-                str(tmp_path / 'o'))
-  with pytest.raises(labeler.LabelerError, match='shard_index'):
-    labeler.run('x', 'y', str(tmp_path), num_shards=2, shard_index=2)
+  with pytest.raises(LabelerError, match='input not found'):
+    shards.run(str(tmp_path / 'none'), str(tmp_path / 'missing-*.tfrecord'), str(tmp_path))
+  with pytest.raises(LabelerError, match='no SavedModel'):
+    shards.run(str(tmp_path / 'none'), emoji_scenes.split_pattern(pool, 'unlabeled_scenes'),
+               str(tmp_path / 'o'))
+  with pytest.raises(LabelerError, match='shard_index'):
+    shards.run('x', 'y', str(tmp_path), num_shards=2, shard_index=2)
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   proc = subprocess.run(
       [sys.executable, '-m', 'projects.self_training.pseudo_label.labeler',
@@ -371,8 +375,8 @@ def test_labels_a_tfds_split(tmp_path):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   out = str(tmp_path / 'pseudo')
   with tfds.testing.mock_data(num_examples=5, policy=tfds.testing.MockPolicy.USE_CODE):
-    summary = labeler.run('unused', 'tfds:mnist@test', out, num_shards=2, progress=False,
-                          teacher=FakeTeacher())
+    summary = shards.run('unused', 'tfds:mnist@test', out, num_shards=2, progress=False,
+                         teacher=FakeTeacher())
   assert summary['num_images'] == 5 and summary['num_skipped'] == 0
   coco = json.loads(open(os.path.join(out, schema.COCO_JSON)).read())
   assert sorted(im['id'] for im in coco['images']) == [1, 2, 3, 4, 5]
@@ -397,8 +401,8 @@ def test_beam_pipeline_equals_the_single_process_labeler(pool, exported, tmp_pat
   (folder / 'notes.txt').write_text('not an image')
   for source in (emoji_scenes.split_pattern(pool, 'unlabeled_scenes'), str(folder)):
     name = os.path.basename(source)[:6]
-    single = labeler.run(path, source, str(tmp_path / f'single_{name}'), threshold=0.05,
-                         num_shards=3, batch_size=4, progress=False)
+    single = shards.run(path, source, str(tmp_path / f'single_{name}'), threshold=0.05,
+                        num_shards=3, batch_size=4, progress=False)
     out = str(tmp_path / f'beam_{name}')
     beamed = beam_labeler.run(path, source, out, num_shards=3, threshold=0.05, batch_size=4,
                               beam_args=['--runner=DirectRunner', '--direct_num_workers=2',

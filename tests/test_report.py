@@ -7,11 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from projects.self_training.data import emoji_scenes
-from projects.self_training.pseudo_label import labeler
 from projects.self_training.pseudo_label import report
+from projects.self_training.pseudo_label import shards
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,8 +53,8 @@ class OneClassSegTeacher:
 
 def _label(tiny_data, tmp_path, teacher, name='pseudo'):
   out = str(tmp_path / name)
-  labeler.run('fake', emoji_scenes.split_pattern(tiny_data, 'unlabeled_scenes'), out,
-              progress=False, teacher=teacher)
+  shards.run('fake', emoji_scenes.split_pattern(tiny_data, 'unlabeled_scenes'), out,
+             progress=False, teacher=teacher)
   return out
 
 
@@ -120,8 +119,8 @@ def test_segmentation_set_report(tmp_path):
   emoji_scenes.generate(data, image_size=64, num_voc_train=4, num_voc_val=4,
                         splits=('voc_train', 'voc_val'), num_workers=1)
   pseudo = str(tmp_path / 'pseudo')
-  labeler.run('fake', emoji_scenes.split_pattern(data, 'voc_train'), pseudo, progress=False,
-              teacher=OneClassSegTeacher())
+  shards.run('fake', emoji_scenes.split_pattern(data, 'voc_train'), pseudo, progress=False,
+             teacher=OneClassSegTeacher())
   result = report.write_report(pseudo, reference=emoji_scenes.split_pattern(data, 'voc_val'),
                                teacher=OneClassSegTeacher())
   assert result['task'] == 'segmentation'

@@ -19,9 +19,9 @@ from official.vision.tasks import retinanet
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pipelines import detection as pipeline
-from tests.conftest import TINY
-from projects.self_training.pseudo_label import labeler
+from projects.self_training.pseudo_label import records
 from projects.self_training.pseudo_label import schema
+from tests.conftest import TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,7 +37,7 @@ def empty_pseudo(tiny_data, tmp_path_factory):
     for raw in tf.data.TFRecordDataset(
         tf.io.gfile.glob(emoji_scenes.split_pattern(tiny_data, 'unlabeled_scenes'))):
       ex = tf.io.parse_single_example(raw, features)
-      writer.write(labeler.Labeled(
+      writer.write(records.Labeled(
           ex['image/source_id'].numpy().decode(), ex['image/encoded'].numpy(), 64, 64,
           np.zeros((0, 4), np.float32), np.zeros((0,), np.int64),
           np.zeros((0,), np.float32)).example())
@@ -305,7 +305,7 @@ def test_ignore_boxes_get_no_loss(tiny_data, tmp_path):
       (), tf.string)})['image/encoded'].numpy()
   path = str(tmp_path / 'pseudo-00000-of-00001.tfrecord')
   with tf.io.TFRecordWriter(path) as writer:
-    writer.write(labeler.Labeled(
+    writer.write(records.Labeled(
         '7', encoded, 64, 64,
         np.array([[0.1, 0.1, 0.5, 0.5], [0.55, 0.5, 0.95, 0.95]], np.float32),
         np.array([18, schema.IGNORE_CLASS]), np.array([0.9, 0.3], np.float32)).example())

@@ -79,7 +79,7 @@ class Settings:
   # on `holdout` over 3 seeds from the plateaued teacher (README); None or = threshold: none.
   ignore_threshold: Optional[float] = DEFAULT_IGNORE_THRESHOLD
   # Test-time augmentation of the pseudo labels: the teacher also exported at these input
-  # sizes, and each view also mirrored; the views' detections are fused (labeler.fuse_views).
+  # sizes, and each view also mirrored; the views' detections are fused (fusion.fuse_views).
   # None: one more size, TTA_SCALE times the teacher's (`tta_sizes_of`); (): one view. On
   # `holdout`, from the plateaued teacher, 4 views (96 and 128 px, each mirrored) raised the
   # labels' precision at 0.5 from 81% to 96% and recall from 45% to 51%, and the student's
@@ -252,7 +252,7 @@ def export(s: Settings, teacher_summary: Dict[str, Any],
 
 def pseudo_label(s: Settings, saved_model: str,
                  progress: Callable[[str], None] = print) -> Dict[str, Any]:
-  from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
+  from projects.self_training.pseudo_label import shards  # pylint: disable=g-import-not-at-top
   fresh(s, 'pseudo')
   out = s.dir('pseudo')
   done = trainer.read_json(os.path.join(out, schema.SUMMARY))
@@ -264,8 +264,8 @@ def pseudo_label(s: Settings, saved_model: str,
              f'{done["boxes_per_image"]:.2f} boxes/image), skipped')
     return done
   source = ','.join(emoji_scenes.split_pattern(s.data_dir, split) for split in s.pseudo_splits)
-  summary = labeler.run(saved_model, source, out, threshold=s.threshold, num_shards=4,
-                        ignore_threshold=s.ignore_threshold, flip=s.tta_flip)
+  summary = shards.run(saved_model, source, out, threshold=s.threshold, num_shards=4,
+                       ignore_threshold=s.ignore_threshold, flip=s.tta_flip)
   summary['tta_sizes'] = tta_sizes_of(s)
   trainer.write_json(os.path.join(out, schema.SUMMARY), summary)
   progress(f'pseudo: {summary["num_images"]} images, {summary["num_boxes"]} boxes '
@@ -286,15 +286,15 @@ def pseudo_quality(s: Settings, saved_model: str,
   Precision and recall at each candidate threshold (and the one in use), so a run shows
   what its pseudo labels teach before a student trains on them.
   """
-  from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
+  from projects.self_training.pseudo_label import shards  # pylint: disable=g-import-not-at-top
   from projects.self_training.pseudo_label import quality  # pylint: disable=g-import-not-at-top
   path = os.path.join(s.dir('pseudo'), QUALITY)
   done = trainer.read_json(path)
   if done:
     return done
   out = os.path.join(s.dir('pseudo'), 'holdout_check')
-  labeler.run(saved_model, emoji_scenes.split_pattern(s.data_dir, 'holdout'), out,
-              threshold=0.0, progress=False, flip=s.tta_flip)
+  shards.run(saved_model, emoji_scenes.split_pattern(s.data_dir, 'holdout'), out,
+             threshold=0.0, progress=False, flip=s.tta_flip)
   thresholds = sorted(set(QUALITY_THRESHOLDS) | {s.threshold})
   rows = quality.precision_recall(trainer.read_json(os.path.join(out, schema.COCO_JSON)),
                                   trainer.read_json(emoji_scenes.annotation_file(

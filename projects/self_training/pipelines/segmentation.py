@@ -126,7 +126,7 @@ def export(s: Settings, teacher_summary: Dict[str, Any],
 
 def pseudo_label(s: Settings, saved_model: str,
                  progress: Callable[[str], None] = print) -> Dict[str, Any]:
-  from projects.self_training.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
+  from projects.self_training.pseudo_label import shards  # pylint: disable=g-import-not-at-top
   pipeline.fresh(s, 'pseudo')
   out = s.dir('pseudo')
   done = trainer.read_json(os.path.join(out, schema.SUMMARY))
@@ -136,8 +136,8 @@ def pseudo_label(s: Settings, saved_model: str,
              f'{100 * done["ignored_pixel_fraction"]:.1f}% of pixels ignored), skipped')
     return done
   source = ','.join(s.split_pattern(x) for x in s.pseudo_splits)
-  summary = labeler.run(saved_model, source, out, threshold=s.threshold, num_shards=2,
-                        batch_size=32)
+  summary = shards.run(saved_model, source, out, threshold=s.threshold, num_shards=2,
+                       batch_size=32)
   progress(f'pseudo: {summary["num_images"]} images, '
            f'{100 * summary["ignored_pixel_fraction"]:.1f}% of pixels ignored, '
            f'{summary["num_skipped"]} skipped, in {summary["seconds"]:.0f} s '

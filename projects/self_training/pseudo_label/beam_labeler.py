@@ -1,14 +1,14 @@
 r"""Pseudo-labeling on Apache Beam: the labeler's shards as the pipeline's work items.
 
 The pool is split exactly as the single-process labeler splits it (item `k` goes to shard
-`k % num_shards`), and each shard is labeled by the same code (`labeler.label_shard`: batched
+`k % num_shards`), and each shard is labeled by the same code (`shards.label_shard`: batched
 inference, decode threads, bad images counted and listed, the shard written under a
 temporary name and renamed when complete, its sidecar JSON last). So the output equals the
 single-process labeler's record for record, a failed or preempted worker's shard is redone
 from scratch by Beam's retry, and a re-run skips complete shards. The teacher SavedModel is
 loaded once per worker process (`apache_beam.utils.shared.Shared`) and reused by every
 shard that worker labels. When every shard is done, one step writes `pseudo_labels.json`
-and `summary.json` (`labeler.merge`).
+and `summary.json` (`shards.merge`).
 
 Parallelism is across shards: give `--num_shards` a few times the number of workers
 (e.g. 1024 shards for 1.2M images on 64 workers). A TFRecord input is read by every shard
@@ -41,8 +41,12 @@ import tensorflow as tf
 
 from projects.self_training.common import cli
 from projects.self_training.common.file_io import read_json
+from projects.self_training.pseudo_label import fusion
 from projects.self_training.pseudo_label import labeler
 from projects.self_training.pseudo_label import schema
+from projects.self_training.pseudo_label import shards
+from projects.self_training.pseudo_label.teacher import LabelerError
+from projects.self_training.pseudo_label.teacher import Teacher
 
 NAMESPACE = 'pseudo_label'
 
@@ -69,14 +73,14 @@ class LabelShard(beam.DoFn):
 
   def setup(self):
     # One SavedModel per worker process, shared by its threads and bundles.
-    self._teacher = self._handle.acquire(lambda: labeler.Teacher(self._saved_model, self._flip))
+    self._teacher = self._handle.acquire(lambda: Teacher(self._saved_model, self._flip))
 
   def process(self, shard_index: int):
-    if labeler.shard_done(self._output_dir, shard_index, self._num_shards):
+    if shards.shard_done(self._output_dir, shard_index, self._num_shards):
       self._counters['shards_skipped'].inc()
       yield shard_index
       return
-    sidecar = labeler.label_shard(
+    sidecar = shards.label_shard(
         self._teacher, self._source, self._output_dir, shard_index, self._num_shards,
         self._threshold, self._batch_size, progress=False,
         ignore_threshold=self._ignore_threshold)
@@ -96,15 +100,15 @@ def _merge(done: List[int], saved_model: str, output_dir: str, num_shards: int,
     raise RuntimeError(f'pseudo-label: {num_shards - len(set(done))} shard(s) missing')
   label_map = os.path.join(saved_model.split(',')[0], schema.LABEL_MAP)
   categories = read_json(label_map).get('categories', []) if tf.io.gfile.exists(label_map) else []
-  summary = labeler.merge(output_dir, num_shards, saved_model, categories, threshold, source,
-                          ignore_threshold, flip)
+  summary = shards.merge(output_dir, num_shards, saved_model, categories, threshold, source,
+                         ignore_threshold, flip)
   if summary is None:
     raise RuntimeError(f'pseudo-label: a shard sidecar is missing in {output_dir}')
   return summary
 
 
 def build(pipeline: beam.Pipeline, saved_model: str, source: str, output_dir: str,
-          num_shards: int, threshold: float = labeler.DEFAULT_THRESHOLD, batch_size: int = 64,
+          num_shards: int, threshold: float = fusion.DEFAULT_THRESHOLD, batch_size: int = 64,
           ignore_threshold: Optional[float] = None, flip: bool = False):
   """Adds the labeling to `pipeline`; returns the PCollection holding the summary."""
   return (pipeline
@@ -119,15 +123,15 @@ def build(pipeline: beam.Pipeline, saved_model: str, source: str, output_dir: st
 
 
 def run(saved_model: str, source: str, output_dir: str, num_shards: int = 1,
-        threshold: float = labeler.DEFAULT_THRESHOLD, batch_size: int = 64,
+        threshold: float = fusion.DEFAULT_THRESHOLD, batch_size: int = 64,
         ignore_threshold: Optional[float] = None,
         beam_args: Sequence[str] = ('--runner=DirectRunner',), flip: bool = False
         ) -> Dict[str, Any]:
   """Runs the pipeline to completion; returns the summary (read back from `output_dir`)."""
-  labeler.check_args(source, threshold, num_shards, None, ignore_threshold)
+  shards.check_args(source, threshold, num_shards, None, ignore_threshold)
   for path in saved_model.split(','):
     if not tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
-      raise labeler.LabelerError(f'no SavedModel at {path} (saved_model.pb missing)')
+      raise LabelerError(f'no SavedModel at {path} (saved_model.pb missing)')
   tf.io.gfile.makedirs(output_dir)
   options = pipeline_options.PipelineOptions(list(beam_args))
   # The DoFn's module-level imports travel with it to remote workers.
@@ -143,17 +147,17 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   beam_args = argv[1:]
-  with cli.errors_in_one_line(labeler.LabelerError):
+  with cli.errors_in_one_line(LabelerError):
     for name in ('saved_model', 'input', 'output_dir'):
       if not getattr(FLAGS, name):
-        raise labeler.LabelerError(f'--{name} is required')
+        raise LabelerError(f'--{name} is required')
     if FLAGS.shard_index is not None:
-      raise labeler.LabelerError('--shard_index is for the single-process labeler; the Beam '
+      raise LabelerError('--shard_index is for the single-process labeler; the Beam '
                                  'pipeline labels every missing shard')
     summary = run(FLAGS.saved_model, FLAGS.input, FLAGS.output_dir, FLAGS.num_shards,
                   FLAGS.threshold, FLAGS.batch_size, FLAGS.ignore_threshold,
                   beam_args or ['--runner=DirectRunner'], FLAGS.flip)
-  print(labeler.describe(summary))
+  print(shards.describe(summary))
   for s in summary['skipped'][:20]:
     print(f'  skipped {s["source_id"]} ({s["input"]}): {s["reason"]}')
 

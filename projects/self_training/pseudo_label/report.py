@@ -36,9 +36,11 @@ import tensorflow as tf
 from projects.self_training.common import cli
 from projects.self_training.common.file_io import read_json
 from projects.self_training.common.file_io import write_json
-from projects.self_training.pseudo_label import labeler
 from projects.self_training.pseudo_label import quality
 from projects.self_training.pseudo_label import schema
+from projects.self_training.pseudo_label import shards
+from projects.self_training.pseudo_label.teacher import LabelerError
+from projects.self_training.pseudo_label.teacher import Teacher
 
 SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 # Pseudo boxes per image below this fraction of the human labels' is reported as collapse.
@@ -345,7 +347,7 @@ def plot_grid(records, coco, names, path, segmentation: bool, num: int = 16, see
 def write_report(pseudo_dir: str, reference: Optional[str] = None, human: Optional[str] = None,
                  out_dir: Optional[str] = None,
                  max_class_share: float = DEFAULT_MAX_CLASS_SHARE,
-                 teacher: Optional[labeler.Teacher] = None) -> Dict[str, Any]:
+                 teacher: Optional[Teacher] = None) -> Dict[str, Any]:
   """Writes `out_dir/report.md` (+ PNGs, `report.json`); returns the report's numbers."""
   summary, coco = load(pseudo_dir)
   out_dir = out_dir or os.path.join(pseudo_dir, 'report')
@@ -421,9 +423,9 @@ def _reference_section(summary, reference, human_records, names, segmentation, o
   """The teacher on the labeled reference records, scored against their human labels."""
   threshold = summary['threshold']
   with tempfile.TemporaryDirectory() as tmp:
-    checked = labeler.run(summary['saved_model'], reference, tmp,
-                          threshold=threshold if segmentation else 0.0, progress=False,
-                          teacher=teacher)
+    checked = shards.run(summary['saved_model'], reference, tmp,
+                         threshold=threshold if segmentation else 0.0, progress=False,
+                         teacher=teacher)
     teacher_coco = read_json(os.path.join(tmp, schema.COCO_JSON))
     teacher_records = read_records(schema.record_pattern(tmp)) if segmentation else None
   md = [f'## The teacher on `{reference}` ({checked["num_images"]} labeled images)', '']
@@ -481,7 +483,7 @@ def define_flags():
 def main(argv):
   if len(argv) != 2:
     raise app.UsageError('usage: report PSEUDO_DIR [--reference RECORDS] [--out_dir D]')
-  with cli.errors_in_one_line(ReportError, labeler.LabelerError):
+  with cli.errors_in_one_line(ReportError, LabelerError):
     result = write_report(argv[1], FLAGS.reference, FLAGS.human, FLAGS.out_dir,
                           FLAGS.max_class_share)
   out = FLAGS.out_dir or os.path.join(argv[1], 'report')
