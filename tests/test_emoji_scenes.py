@@ -14,7 +14,9 @@ from official.vision.dataloaders import segmentation_input
 from official.vision.dataloaders import tf_example_decoder
 from official.vision.evaluation import coco_evaluator
 from projects.self_training.data import categories
+from projects.self_training.data import compose
 from projects.self_training.data import emoji_scenes
+from projects.self_training.data import render
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(image_size=64, iconic_image_size=32, num_train=8, num_holdout=2, num_val=4,
@@ -94,7 +96,7 @@ def test_detection_records_decode_and_match_coco_json(tiny_dir):
       for box, cls, area, mask, annotation in zip(
           d['groundtruth_boxes'], d['groundtruth_classes'], d['groundtruth_area'], masks,
           annotations):
-        xmin, ymin, xmax, ymax = emoji_scenes.mask_bbox(mask > 0)
+        xmin, ymin, xmax, ymax = render.mask_bbox(mask > 0)
         np.testing.assert_allclose(box * size, [ymin, xmin, ymax, xmax], atol=1e-4)
         assert annotation['bbox'] == [xmin, ymin, xmax - xmin, ymax - ymin]
         assert cls == annotation['category_id']
@@ -135,16 +137,16 @@ def test_visibility_filter_drops_mostly_hidden_objects():
   front = square(0, 0)
   half_hidden = square(20, 20)  # 50% covered by the last object
   last = square(20, 25)
-  kept, masks = emoji_scenes._visible_masks([hidden, front, half_hidden, last])
+  kept, masks = compose._visible_masks([hidden, front, half_hidden, last])
   assert kept == [1, 2, 3]
   assert [m.sum() for m in masks] == [100, 50, 100]
 
 
 def test_scenes_keep_only_sufficiently_visible_objects():
-  photos = emoji_scenes.default_backgrounds()[:2]
+  photos = render.default_backgrounds()[:2]
   for index in range(10):
     rng = np.random.default_rng([3, index])
-    _, classes, masks = emoji_scenes.draw_scene(rng, photos, 64, ['🚗', '🐕', '🍕'])
+    _, classes, masks = compose.draw_scene(rng, photos, 64, ['🚗', '🐕', '🍕'])
     assert len(classes) == len(masks) >= 1
     assert all(m.any() for m in masks)
     assert np.sum(masks, axis=0).max() <= 1
@@ -190,7 +192,7 @@ def test_iconic_second_view_is_the_same_object_on_another_photo():
   black, white = np.zeros((80, 80, 3), np.uint8), np.full((80, 80, 3), 255, np.uint8)
   photos = [('black', black), ('white', white)]
   emoji = categories.ICONIC_CLASSES[0].emoji
-  first, second = emoji_scenes.draw_iconic(np.random.default_rng(3), photos, 48, emoji)
+  first, second = compose.draw_iconic(np.random.default_rng(3), photos, 48, emoji)
   # One view is on the black photo, the other on the white one (never the same photo
   # twice): a pixel of alpha a differs by (1 - a) * 255 in every channel alike when the
   # object over it is drawn the same in both. 255 on the background, less on the object.
@@ -217,11 +219,11 @@ def test_voc_splits_decode_with_segmentation_decoder(tiny_dir):
 
 
 def test_at_least_40_coco_categories_render():
-  drawn = [c for c in categories.COCO_DRAWN if emoji_scenes.render_emoji(c.emoji).size]
+  drawn = [c for c in categories.COCO_DRAWN if render.render_emoji(c.emoji).size]
   assert len(drawn) == len(categories.COCO_DRAWN) >= 40
   assert len(categories.COCO_CATEGORIES) == 80
-  assert all(emoji_scenes.render_emoji(c.emoji).size for c in categories.VOC_CATEGORIES)
-  assert emoji_scenes.render_emoji('\U0010FFFC').size == 0  # no glyph in the font
+  assert all(render.render_emoji(c.emoji).size for c in categories.VOC_CATEGORIES)
+  assert render.render_emoji('\U0010FFFC').size == 0  # no glyph in the font
 
 
 def test_ensure_dataset_caches_and_never_trusts_partial_sets(tmp_path, capsys):
@@ -263,12 +265,12 @@ def test_backgrounds_folder_skips_corrupt_files_and_bad_entries_raise(tmp_path):
   tf.io.write_file(str(folder / 'a.png'),
                    tf.io.encode_png(np.full((80, 90, 3), 120, np.uint8)))
   (folder / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
-  photos, skipped = emoji_scenes.load_backgrounds([str(folder)])
+  photos, skipped = render.load_backgrounds([str(folder)])
   assert len(photos) == 1 and skipped == [str(folder / 'broken.jpg')]
   with pytest.raises(ValueError, match='broken.jpg'):
-    emoji_scenes.load_backgrounds([str(folder / 'broken.jpg')])
+    render.load_backgrounds([str(folder / 'broken.jpg')])
   with pytest.raises(ValueError, match='nowhere'):
-    emoji_scenes.load_backgrounds([str(tmp_path / 'nowhere')])
+    render.load_backgrounds([str(tmp_path / 'nowhere')])
   metadata = emoji_scenes.generate(str(tmp_path / 'set'), **dict(
       TINY, backgrounds=[str(folder)], splits=['train']))
   assert metadata['backgrounds_skipped'] == [str(folder / 'broken.jpg')]
