@@ -9,7 +9,9 @@ from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pipelines import detection as pipeline
 from projects.self_training.study import compare
-from projects.self_training.study import study
+from projects.self_training.study import grid
+from projects.self_training.study import report
+from projects.self_training.study import runner
 
 
 @pytest.fixture(scope='module')
@@ -25,7 +27,7 @@ def study_data(tmp_path_factory):
 
 
 def test_grid_ids_are_unique_and_shared_runs_have_one_key():
-  cells = study.grid()
+  cells = grid.grid()
   ids = [c.id for c in cells]
   assert len(ids) == len(set(ids))
   by_id = {c.id: c for c in cells}
@@ -43,18 +45,18 @@ def test_grid_ids_are_unique_and_shared_runs_have_one_key():
 
 
 def test_select_default_all_and_globs():
-  cells = study.grid()
-  default = study.select(cells, ['default'])
+  cells = grid.grid()
+  default = grid.select(cells, ['default'])
   assert all(c.default for c in default)
   assert not any(c.group.init == 'imagenet_plus' for c in default)
-  assert {c.group.aug for c in default if c.table == 'table2'} == set(study.DEFAULT_AUGS)
-  assert len(study.select(cells, ['all'])) == len(cells)
-  assert study.select(cells, ['default', 'table4.simclr.ap']) == default + [
+  assert {c.group.aug for c in default if c.table == 'table2'} == set(grid.DEFAULT_AUGS)
+  assert len(grid.select(cells, ['all'])) == len(cells)
+  assert grid.select(cells, ['default', 'table4.simclr.ap']) == default + [
       c for c in cells if c.id == 'table4.simclr.ap']
-  assert [c.id for c in study.select(cells, ['table4.*'])] == [
+  assert [c.id for c in grid.select(cells, ['table4.*'])] == [
       'table4.rand.ap', 'table4.imagenet.ap', 'table4.simclr.ap', 'table4.rand_st.ap']
   with pytest.raises(trainer.ConfigError, match="'table9.*' matches no cell"):
-    study.select(cells, ['table9.*'])
+    grid.select(cells, ['table9.*'])
 
 
 def _record(cell_id, ap, kind='supervised'):
@@ -69,7 +71,7 @@ def test_report_puts_gains_against_the_rand_init_supervised_cell():
       _record('table2.rand_st.s1', 0.185, 'self_training'),
       _record('table7.rand.supervised', 0.100), _record('table7.imagenet.joint', 0.125),
       _record('appendix_b.standard.a3', 0.210, 'self_training')]}
-  text = '\n'.join(study.report_tables(records))
+  text = '\n'.join(report.report_tables(records))
   assert '| Rand Init | 20.0 | 39.2 |' in text
   assert '| ImageNet Init | (+3.1) 23.1 | (+0.3) 39.5 |' in text
   assert '| Rand Init w/ Self-training | (-1.5) 18.5 | (+1.7) 40.9 |' in text
@@ -86,9 +88,9 @@ class _Captured(Exception):
 def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkeypatch):
   study_dir = str(tmp_path / 'study')
   lines = []
-  run = study.Study(study_dir, study_data, study.SIZES['tiny'], 'tiny', progress=lines.append)
+  run = runner.Study(study_dir, study_data, grid.SIZES['tiny'], 'tiny', progress=lines.append)
   ids = ['table2.rand.s1', 'table2.rand_st.s1']
-  cells = study.select(study.grid(), ids)
+  cells = grid.select(grid.grid(), ids)
   records = run.run(cells)
   assert [r['id'] for r in records] == ids
   for cell, r in zip(cells, records):
@@ -121,8 +123,8 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
   def capture(params, model_dir, *args, **kwargs):
     raise _Captured(params, model_dir)
   monkeypatch.setattr(trainer, 'train_to_plateau', capture)
-  variant, scratch = study.select(study.grid(), ['appendix_b.standard.a3',
-                                                 'table10.student_from_random.s1'])
+  variant, scratch = grid.select(grid.grid(), ['appendix_b.standard.a3',
+                                               'table10.student_from_random.s1'])
   with pytest.raises(_Captured) as got:
     run.run([variant])
   params, model_dir = got.value.args
@@ -134,7 +136,7 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
   with pytest.raises(_Captured) as got:
     run.run([scratch])
   params, model_dir = got.value.args
-  tiny = study.SIZES['tiny']
+  tiny = grid.SIZES['tiny']
   teacher_params = pipeline.teacher_params(run.settings(scratch.group))
   lr = teacher_params.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate
   assert model_dir == os.path.join(group, 'from_random', 'student')
@@ -147,19 +149,19 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
   assert sum('teacher: emoji_retinanet' in line for line in lines) == 0
 
   # Another size or seed in the same directory is refused, before anything is trained.
-  for other in (study.Study(study_dir, study_data, study.SIZES['small'], 'small'),
-                study.Study(study_dir, study_data, tiny, 'tiny', seed=1)):
+  for other in (runner.Study(study_dir, study_data, grid.SIZES['small'], 'small'),
+                runner.Study(study_dir, study_data, tiny, 'tiny', seed=1)):
     with pytest.raises(trainer.ConfigError, match='use another --study_dir'):
       other.run(cells)
 
-  path = study.write_report(study_dir)
+  path = report.write_report(study_dir)
   text = open(path).read()
   assert '### Table 2' in text and '| Rand Init w/ Self-training | (' in text
   assert os.path.exists(os.path.join(study_dir, 'figure1.png'))
 
 
 def test_labeled_fraction_is_a_nested_subset_made_once(study_data, tmp_path):
-  run = study.Study(str(tmp_path), study_data, study.SIZES['tiny'], 'tiny')
+  run = runner.Study(str(tmp_path), study_data, grid.SIZES['tiny'], 'tiny')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   def ids(pattern):
     return [r for f in sorted(tf.io.gfile.glob(pattern)) for r in tf.data.TFRecordDataset(f)
@@ -171,7 +173,7 @@ def test_labeled_fraction_is_a_nested_subset_made_once(study_data, tmp_path):
 
 def test_report_only_without_cells_is_one_line(tmp_path):
   with pytest.raises(trainer.ConfigError, match='holds no finished study cell'):
-    study.write_report(str(tmp_path))
+    report.write_report(str(tmp_path))
 
 
 def test_study_cli_rejects_a_bad_cell_pattern(tmp_path):

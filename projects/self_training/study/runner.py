@@ -1,0 +1,200 @@
+"""The study's runner: trains the cells of the grid (a teacher group's runs shared by its
+cells), writes one `cells/<id>.json` per finished cell, and resumes a killed run."""
+
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from projects.self_training.common import paths
+from projects.self_training.common import trainer
+from projects.self_training.data import emoji_scenes
+from projects.self_training.pipelines import detection as pipeline
+from projects.self_training.study import grid
+
+
+@dataclasses.dataclass
+class Study:
+  """Where the study writes, what it reads, and how big its runs are."""
+  study_dir: str
+  data_dir: str
+  size: grid.Size
+  size_name: str
+  seed: int = 0
+  progress: Callable[[str], None] = print
+  # Where registered-recipe pre-training lives (default: the study's parent, i.e. `runs/`,
+  # where `./run.sh pretrain` and gin/init look); step-scaled pre-training stays in the study.
+  pretrain_dir: Optional[str] = None
+
+  def pretrain_root(self) -> str:
+    """Where `pretrain/KIND` lives: the study's own when its size scales pre-training."""
+    if self.size.pretrain_steps is None:
+      return self.pretrain_dir or os.path.dirname(os.path.abspath(self.study_dir))
+    return self.study_dir
+
+  def cell_path(self, cell: grid.Cell) -> str:
+    return os.path.join(self.study_dir, grid.CELLS_DIR, f'{cell.id}.json')
+
+  # -- inputs ----------------------------------------------------------------------------
+
+  def train_input(self, fraction: float) -> str:
+    """The labeled split, or its nested subset (made once, under the study dir)."""
+    full = emoji_scenes.split_pattern(self.data_dir, 'train')
+    if fraction >= 1.0:
+      return full
+    from projects.self_training.data import convert  # pylint: disable=g-import-not-at-top
+    prefix = os.path.join(self.study_dir, 'data', f'train_f{round(100 * fraction)}')
+    if not trainer.read_json(f'{prefix}.summary.json'):
+      summary = convert.subset_split(full, fraction, prefix)
+      self.progress(f'data: {summary["num_written"]} of {summary["num_input"]} labeled scenes '
+                    f'({fraction:.0%}, nested) -> {summary["output_pattern"]}')
+    return f'{prefix}-*.tfrecord'
+
+  def pretrained(self, init: str) -> Optional[str]:
+    """The checkpoint of a pre-trained init (pre-trained once per study, at its size)."""
+    if init == 'rand':
+      return None
+    from projects.self_training.pipelines import pretrain  # pylint: disable=g-import-not-at-top
+    override = self.size.pretrain_override
+    if self.size.pretrain_steps is not None:
+      from projects.self_training.configs import pretrain as pretrain_cfg  # pylint: disable=g-import-not-at-top
+      steps = self.size.pretrain_steps
+      if init == 'imagenet_plus':  # the registered recipes' ratio
+        steps *= pretrain_cfg.PLUS_STEPS_FACTOR
+      override = pipeline.join_overrides(grid.fixed_schedule(steps, max_warmup=100), override)
+    trainer.quiet_logs()  # importing the classification stack turns TensorFlow's INFO back on
+    result = pretrain.run(init, self.pretrain_root(), self.data_dir, params_override=override,
+                          progress=self.progress)
+    return result['best_checkpoint']
+
+  def settings(self, group: grid.Group, **replace) -> pipeline.Settings:
+    """The pipeline settings of a group's teacher and its fine-tuning stages."""
+    gin_params = []
+    checkpoint = self.pretrained(group.init)
+    if checkpoint:
+      gin_params.append(f"{grid.INIT_MACROS[group.init]} = '{checkpoint}'")
+    schedule = ''
+    size = self.size
+    if size.teacher_steps is not None:
+      schedule = grid.fixed_schedule(size.teacher_steps, max_warmup=150)
+    joint = '_joint' if group.joint else ''
+    s = pipeline.Settings(
+        data_dir=self.data_dir, runs_dir=os.path.join(self.study_dir, 'groups', group.name),
+        teacher_experiment=f'emoji_retinanet{joint}',
+        student_experiment=f'emoji_retinanet{joint}_student',
+        gin_files=[os.path.join(paths.GIN_DIR, 'augment', f'{group.aug}.gin'),
+                   os.path.join(paths.GIN_DIR, 'init', f'{group.init}.gin')],
+        gin_params=gin_params,
+        teacher_override=pipeline.join_overrides(schedule, size.override),
+        student_override=size.override,
+        plateau_patience=3 if size.teacher_steps is None else 10 ** 6,
+        student_steps=size.finetune_steps,
+        student_warmup_steps=max(1, min(50, size.finetune_steps // 10)),
+        eval_interval=size.finetune_steps if size.teacher_steps is not None else 200,
+        pseudo_splits=(emoji_scenes.ICONIC_SPLIT,),
+        # One view, as the study's cells were measured; the main job's test-time
+        # augmentation is for the issue that brings the study into its regime.
+        tta_sizes=(), tta_flip=False,
+        seed=self.seed,
+        train_input=self.train_input(group.fraction))
+    return dataclasses.replace(s, **replace)
+
+  # -- runs ------------------------------------------------------------------------------
+
+  def run_cell(self, cell: grid.Cell) -> Dict[str, Any]:
+    """Trains what the cell needs (or finds it done) and returns its stage summary."""
+    s = self.settings(cell.group)
+    teacher = pipeline.teacher(s, self.progress)
+    if cell.kind == 'supervised':
+      return pipeline.finetune(s, 'control', s.teacher_experiment, teacher['checkpoint'],
+                               progress=self.progress)
+    if cell.kind == 'random_student':
+      # Table 10: as many steps as teacher + student, at the teacher's learning rate.
+      steps = teacher['best_step'] + s.student_steps
+      params = pipeline.teacher_params(s)
+      lr = params.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate
+      warmup = params.trainer.optimizer_config.warmup.linear.warmup_steps
+      # The same held-out eval policy as the student from the teacher: once at the end,
+      # or every `eval_interval` steps (keeping the best) at full size.
+      every = steps if self.size.teacher_steps is not None else s.eval_interval
+      s = dataclasses.replace(s, student_steps=steps, student_learning_rate=lr,
+                              student_warmup_steps=warmup, eval_interval=every,
+                              finetune_subdir='from_random')
+      self._pseudo(s, teacher)
+      return pipeline.student(s, None, self.progress)
+    if cell.alpha is not None:
+      norm = 'norm' if cell.normalize else 'standard'
+      s = dataclasses.replace(
+          s, finetune_subdir=f'alpha{cell.alpha:g}_{norm}',
+          student_override=pipeline.join_overrides(
+              s.student_override, f'task.loss_normalization.alpha={cell.alpha},'
+              f'task.loss_normalization.normalize={str(cell.normalize).lower()}'))
+    self._pseudo(s, teacher)
+    return pipeline.student(s, teacher['checkpoint'], self.progress)
+
+  def _pseudo(self, s: pipeline.Settings, teacher: Dict[str, Any]) -> None:
+    saved_model = pipeline.export(s, teacher, self.progress)
+    pipeline.pseudo_label(s, saved_model, self.progress)
+
+  def steps(self) -> Dict[str, Optional[int]]:
+    return {'teacher': self.size.teacher_steps, 'finetune': self.size.finetune_steps,
+            'pretrain': self.size.pretrain_steps}
+
+  def identity(self) -> Dict[str, Any]:
+    """What every cell of one study directory shares; a re-run must ask for the same."""
+    return {'steps': self.steps(),
+            'size': self.size_name, 'seed': self.seed,
+            'data_dir': os.path.abspath(self.data_dir), 'override': self.size.override,
+            'pretrain_root': os.path.abspath(self.pretrain_root())}
+
+  def check_identity(self) -> None:
+    """Writes `study.json` on the first run; refuses a run that would mix settings."""
+    path = os.path.join(self.study_dir, grid.STUDY_FILE)
+    made = trainer.read_json(path)
+    wanted = self.identity()
+    if made is None:
+      trainer.write_json(path, wanted)
+      return
+    for key, value in wanted.items():
+      if made.get(key) != value:
+        raise trainer.ConfigError(
+            f'{self.study_dir} was made with {key}={made.get(key)!r}, this run asks for '
+            f'{value!r}: use another --study_dir')
+
+  def run(self, cells: Sequence[grid.Cell]) -> List[Dict[str, Any]]:
+    """Runs the cells (finished ones skipped); returns every selected cell's record."""
+    self.check_identity()
+    records = []
+    by_run: Dict[Tuple[Any, ...], Dict[str, Any]] = {}
+    for i, cell in enumerate(cells, 1):
+      path = self.cell_path(cell)
+      done = trainer.read_json(path)
+      if done and (done.get('group') != dataclasses.asdict(cell.group) or
+                   done.get('kind') != cell.kind or done.get('alpha') != cell.alpha):
+        raise trainer.ConfigError(f'{path} records another run than cell {cell.id}: '
+                                  'remove it, or use another --study_dir')
+      if done:
+        self.progress(f'[{i}/{len(cells)}] {cell.id}: done (AP {100 * done["val"]["AP"]:.1f}), '
+                      'skipped')
+        records.append(done)
+        continue
+      self.progress(f'[{i}/{len(cells)}] {cell.id}: {cell.group.name}, {cell.kind}')
+      self.pretrained(cell.group.init)  # outside the cell's time: it serves every cell
+      start = time.time()
+      summary = by_run.get(cell.run_key) or self.run_cell(cell)
+      by_run[cell.run_key] = summary
+      record = {
+          'id': cell.id, 'table': cell.table, 'row': cell.row, 'column': cell.column,
+          'group': dataclasses.asdict(cell.group), 'kind': cell.kind, 'alpha': cell.alpha,
+          'normalize': cell.normalize, 'size': self.size_name, 'seed': self.seed,
+          'steps': self.steps(),
+          'val': summary['val'], 'holdout': summary['holdout'], 'best_step': summary['best_step'],
+          'experiment': summary.get('experiment'), 'run_dir': os.path.dirname(
+              summary['checkpoint'].rstrip('/')) if summary.get('checkpoint') else None,
+          'seconds': round(time.time() - start, 1), 'paper_AP': cell.paper,
+      }
+      trainer.write_json(path, record)
+      self.progress(f'[{i}/{len(cells)}] {cell.id}: val AP {100 * record["val"]["AP"]:.1f} '
+                    f'({record["seconds"]:.0f} s)')
+      records.append(record)
+    return records
