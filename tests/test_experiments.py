@@ -3,10 +3,8 @@
 import math
 
 import pytest
-import tensorflow as tf
 import tf_keras
 
-from official.core import task_factory
 from projects.self_training.common import trainer
 from projects.self_training.data import categories
 from projects.self_training.data import emoji_scenes

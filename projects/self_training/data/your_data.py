@@ -38,11 +38,9 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import xml.etree.ElementTree as ElementTree
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from PIL import Image
 import tensorflow as tf
 import yaml
 

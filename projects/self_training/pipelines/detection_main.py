@@ -8,7 +8,6 @@ the teacher.
 """
 
 import os
-import time
 
 from absl import app
 from absl import flags

@@ -24,7 +24,6 @@ recipes' bfloat16 needs a TPU or a recent GPU) and without the recipe's init che
 (a cloud path). It fails unless the loss is finite.
 """
 
-import dataclasses
 import fnmatch
 import functools
 import math
@@ -34,7 +33,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from absl import app
 from absl import flags
-import numpy as np
 import tensorflow as tf
 import tf_keras
 
