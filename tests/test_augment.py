@@ -47,12 +47,25 @@ def test_gin_file_sets_parser(name):
 
 
 @pytest.mark.parametrize('name', sorted(EXPECTED))
-def test_gin_file_matches_registered_preset(name):
-  """The gin file and the full-scale experiments' preset describe the same policy."""
+def test_gin_file_names_its_registered_preset(name):
+  """Each gin file is its preset (the one definition, `augment.PRESETS`), not a copy."""
   from_gin, size = _parser(os.path.join(GIN, f'{name}.gin'))
   params = trainer.build_params('emoji_retinanet', lock=False)
   augment.apply_augmentation(params.task.train_data.parser, augment.PRESETS[name.upper()], size)
   assert from_gin.as_dict() == params.task.train_data.parser.as_dict()
+  bindings = [line for line in open(os.path.join(GIN, f'{name}.gin'))
+              if line.strip() and not line.startswith('#')]
+  assert bindings == [f"augmentation.preset = '{name.upper()}'\n"]
+
+
+def test_binding_after_a_preset_changes_that_field_only():
+  parser, _ = _parser(os.path.join(GIN, 's4.gin'))
+  changed = trainer.build_params('emoji_retinanet', gin_files=[os.path.join(GIN, 's4.gin')],
+                                 gin_params=['augmentation.randaugment_magnitude = 15']
+                                 ).task.train_data.parser
+  assert changed.aug_type.randaug.magnitude == 15
+  changed.aug_type.randaug.magnitude = parser.aug_type.randaug.magnitude
+  assert changed.as_dict() == parser.as_dict()
 
 
 def test_full_scale_experiment_uses_preset_and_paper_steps():
@@ -80,6 +93,7 @@ def test_no_gin_keeps_experiment_defaults():
     ("augmentation.name = 'x'\naugmentation.policy = 'randaugmnt'", 'randaugmnt'),
     ("augmentation.name = 'x'\naugmentation.autoaugment_name = 'nope'\n"
      "augmentation.policy = 'autoaugment'", 'nope'),
+    ("augmentation.preset = 'S9'", 'S9'),
 ])
 def test_bad_binding_is_one_line_error(binding, needle):
   with pytest.raises(trainer.ConfigError) as err:

@@ -1,8 +1,9 @@
 """Augment-S1..S4 (paper Table 1) as parser settings of Model Garden's input pipelines.
 
-The gin files in `gin/augment/` bind `augmentation.*`; the registered full-scale experiments
-use `PRESETS`. Both go through `apply_augmentation`, so a gin file and the experiment that
-names the same policy give the same parser config (tests/test_augment.py checks it).
+`PRESETS` is the one definition: the registered full-scale experiments use it, and the gin
+files in `gin/augment/` name a preset (`augmentation.preset = 'S4'`) rather than repeat its
+fields. Both go through `apply_augmentation`, so a gin file and the experiment that name the
+same policy give the same parser config.
 """
 
 import dataclasses
@@ -40,18 +41,32 @@ PRESETS = {
 
 
 @gin.configurable
-def augmentation(name: Optional[str] = None,
-                 hflip: bool = True,
-                 scale_jitter: Sequence[float] = (1.0, 1.0),
+def augmentation(preset: Optional[str] = None,
+                 name: Optional[str] = None,
+                 hflip: Optional[bool] = None,
+                 scale_jitter: Optional[Sequence[float]] = None,
                  policy: Optional[str] = None,
-                 autoaugment_name: str = 'detection_v0',
-                 randaugment_magnitude: float = 10.0,
-                 randaugment_num_layers: int = 2) -> Optional[Augmentation]:
-  """The augmentation bound in gin, or None when no gin file names one."""
-  if name is None:
+                 autoaugment_name: Optional[str] = None,
+                 randaugment_magnitude: Optional[float] = None,
+                 randaugment_num_layers: Optional[int] = None) -> Optional[Augmentation]:
+  """The augmentation bound in gin, or None when no gin file names one.
+
+  `preset` ('S1'..'S4', what `gin/augment/s*.gin` bind) starts from `PRESETS`, so a gin
+  file and the registered experiments cannot describe the same policy differently; any
+  other binding changes that field (a field left unbound keeps the preset's value, so a
+  preset's policy cannot be unset: start from 'S1' for none). Without a preset, `name`
+  starts from `Augmentation`'s defaults.
+  """
+  if preset is None and name is None:
     return None
-  return Augmentation(name, hflip, tuple(scale_jitter), policy, autoaugment_name,
-                      randaugment_magnitude, randaugment_num_layers)
+  if preset is not None and preset not in PRESETS:
+    raise ValueError(f'unknown augmentation preset {preset!r}; expected one of {sorted(PRESETS)}')
+  base = PRESETS[preset] if preset is not None else Augmentation(name)
+  changes = dict(name=name, hflip=hflip, policy=policy, autoaugment_name=autoaugment_name,
+                 randaugment_magnitude=randaugment_magnitude,
+                 randaugment_num_layers=randaugment_num_layers,
+                 scale_jitter=None if scale_jitter is None else tuple(scale_jitter))
+  return dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})
 
 
 def _check(aug: Augmentation) -> None:
