@@ -8,7 +8,7 @@ from official.vision.configs import common
 from official.vision.configs import semantic_segmentation as mg_seg_cfg
 from official.vision.ops import augment as mg_augment
 from projects.self_training.configs import augment
-from projects.self_training.data import seg_augment
+from projects.self_training.ops import seg_augment
 
 SIZE = 64
 BACKGROUND = (30, 60, 90)

@@ -12,13 +12,13 @@ import tensorflow as tf
 from official.core import task_factory
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
-from projects.self_training.pseudo_label import labeler
+from projects.self_training.pseudo_label import fusion
 from projects.self_training.pseudo_label import schema
 from tests.conftest import TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIZE = ('task.train_data.output_size=[64,64],task.validation_data.output_size=[64,64],'
-        'task.pseudo_data.output_size=[64,64],task.pseudo_data.global_batch_size=0')
+# The student's pseudo half is parsed as its human half (64 px here too).
+SIZE = 'task.train_data.output_size=[64,64],task.validation_data.output_size=[64,64]'
 
 
 @pytest.fixture(scope='module')
@@ -33,11 +33,54 @@ def tiny_voc(tmp_path_factory):
 def test_threshold_gives_the_ignore_label():
   probs = np.array([[[0.7, 0.2, 0.1], [0.4, 0.35, 0.25]],
                     [[0.1, 0.5, 0.4], [0.05, 0.45, 0.5]]], np.float32)
-  mask = labeler.segmentation_mask(probs, threshold=0.5, ignore_label=255)
+  mask = fusion.segmentation_mask(probs, threshold=0.5, ignore_label=255)
   np.testing.assert_array_equal(mask, [[0, 255], [1, 2]])
   assert mask.dtype == np.uint8
   # Threshold 0 labels every pixel with its top class.
-  np.testing.assert_array_equal(labeler.segmentation_mask(probs, 0.0), [[0, 0], [1, 2]])
+  np.testing.assert_array_equal(fusion.segmentation_mask(probs, 0.0), [[0, 0], [1, 2]])
+
+
+def _first_batches(task, data, n=2):
+  return [tf.nest.map_structure(lambda t: t.numpy(), b)
+          for b in task.build_inputs(data).take(n)]
+
+
+def test_inputs_are_model_gardens_without_a_policy(tiny_voc):
+  """The task's copy of Model Garden's `build_inputs` (to swap the parser) has not drifted:
+  without a policy its batches are Model Garden's, and with one they are not."""
+  from official.vision.tasks import semantic_segmentation  # pylint: disable=g-import-not-at-top
+  params = trainer.build_params('emoji_segmentation')
+  ours = task_factory.get_task(params.task)
+  official = semantic_segmentation.SemanticSegmentationTask(params.task)
+  train = params.task.train_data.replace(
+      input_path=emoji_scenes.split_pattern(tiny_voc, 'voc_train'), global_batch_size=4,
+      output_size=[64, 64], aug_rand_hflip=False, aug_scale_min=1.0, aug_scale_max=1.0,
+      shuffle_buffer_size=1, seed=1)
+  val = params.task.validation_data.replace(
+      input_path=emoji_scenes.split_pattern(tiny_voc, 'voc_val'), global_batch_size=3,
+      output_size=[64, 64])
+  for data in (train, val):
+    a, b = _first_batches(ours, data), _first_batches(official, data)
+    tf.nest.map_structure(np.testing.assert_array_equal, a, b)
+  augmented = train.replace(aug_type={'type': 'randaug', 'randaug': {
+      'num_layers': 2, 'magnitude': 10}})
+  a, b = _first_batches(ours, augmented), _first_batches(official, augmented)
+  assert not np.array_equal(a[0][0], b[0][0])
+
+
+def test_student_parses_its_pseudo_half_as_its_human_half(tiny_voc):
+  """An override of `train_data` (size, augmentation) moves the pseudo half too; the pseudo
+  half keeps its own records and batch size."""
+  params = trainer.build_params('emoji_segmentation_student', params_override=(
+      f'task.train_data.input_path={emoji_scenes.split_pattern(tiny_voc, "voc_train")},'
+      f'task.pseudo_data.input_path={emoji_scenes.split_pattern(tiny_voc, "voc_aug")},'
+      'task.train_data.output_size=[64,64],task.train_data.global_batch_size=4,'
+      'task.pseudo_data.global_batch_size=2'))
+  assert params.task.pseudo_data.output_size != [64, 64]
+  task = task_factory.get_task(params.task)
+  (human, _), (pseudo, pseudo_labels) = next(iter(task.build_inputs(params.task.train_data)))
+  assert human.shape == (4, 64, 64, 3) and pseudo.shape == (2, 64, 64, 3)
+  assert pseudo_labels['masks'].shape[1:3] == (64, 64)
 
 
 def test_ignored_pixels_carry_no_loss():

@@ -12,3 +12,4 @@ from projects.self_training.configs import joint
 from projects.self_training.tasks import joint as joint_task
 from projects.self_training.configs import segmentation
 from projects.self_training.tasks import segmentation as segmentation_task
+from projects.self_training.tasks import segmentation_student

@@ -50,18 +50,25 @@ class DataConfig(seg_cfg.DataConfig):
 
 
 @dataclasses.dataclass
-class SelfTrainingSegmentationTask(seg_cfg.SemanticSegmentationTask):
-  """Model Garden's segmentation task; with `pseudo_data` set, a self-training student.
+class SegmentationTask(seg_cfg.SemanticSegmentationTask):
+  """Model Garden's segmentation task with the mask-aware augmentation of `aug_type`.
 
-  Without pseudo data it trains on `train_data` alone (the teacher, the controls), with
-  the mask-aware augmentation of `train_data.aug_type`. With it, each step takes one batch
-  of human and one of pseudo labels (`pseudo_data.global_batch_size`, 0: as many as the
-  human batch) and combines their losses with `loss_normalization`.
+  The supervised task (teacher, controls): `tasks/segmentation.SegmentationTask`.
   """
   train_data: DataConfig = dataclasses.field(
       default_factory=lambda: DataConfig(is_training=True))
   validation_data: DataConfig = dataclasses.field(
       default_factory=lambda: DataConfig(is_training=False))
+
+
+@dataclasses.dataclass
+class SelfTrainingSegmentationTask(SegmentationTask):
+  """A segmentation student: `SegmentationTask` plus pseudo-labeled data.
+
+  Each step takes one batch of human and one of pseudo labels (`pseudo_data.
+  global_batch_size`, 0: as many as the human batch) and combines their losses with
+  `loss_normalization` (`tasks/segmentation_student.SelfTrainingSegmentationTask`).
+  """
   pseudo_data: DataConfig = dataclasses.field(
       default_factory=lambda: DataConfig(is_training=True))
   loss_normalization: student.LossNormalization = dataclasses.field(
@@ -70,7 +77,7 @@ class SelfTrainingSegmentationTask(seg_cfg.SemanticSegmentationTask):
 
 def _segmentation_task(num_classes, input_size, max_level, backbone, decoder, head,
                        norm_activation, train_data, validation_data, l2_weight_decay):
-  return SelfTrainingSegmentationTask(
+  return SegmentationTask(
       model=seg_cfg.SemanticSegmentationModel(
           num_classes=num_classes,
           input_size=input_size,
@@ -235,7 +242,10 @@ def student_from(teacher: cfg.ExperimentConfig, pseudo_input_path: str = '',
   `global_batch_size` 0, the human half's batch size. `human_batch_size` sets the human
   half (the paper's L2 student: 128 + 128).
   """
-  config = teacher.replace(task={'pseudo_data': teacher.task.train_data.as_dict()})
+  task = SelfTrainingSegmentationTask(pseudo_data=teacher.task.train_data.as_dict())
+  task.override(teacher.task.as_dict(), is_strict=True)
+  config = cfg.ExperimentConfig(runtime=teacher.runtime, task=task, trainer=teacher.trainer,
+                                restrictions=list(teacher.restrictions or []))
   config.task.pseudo_data.input_path = pseudo_input_path
   config.task.pseudo_data.global_batch_size = 0
   if human_batch_size:
