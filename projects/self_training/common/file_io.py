@@ -72,7 +72,7 @@ def _replace(tmp: str, path: str) -> None:
 def write_json(path: str, payload: Any, indent: Optional[int] = 2) -> None:
   """Writes JSON atomically, so no reader sees half a file.
 
-  `indent=None` writes compact JSON with the C encoder (large files: ~10x faster).
+  `indent=None` writes compact JSON with the C encoder (for large files: much faster).
   """
   write_text(path, json.dumps(payload, indent=indent, sort_keys=True, default=_to_python) + '\n')
 

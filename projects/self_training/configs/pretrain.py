@@ -100,11 +100,10 @@ def emoji_iconic_classification_plus() -> cfg.ExperimentConfig:
   classifier.
 
   The paper's ImageNet++ checkpoint is Noisy Student's (86.9% vs 84.5% top-1): more data
-  and noise. Here the pool is fixed, so "more" is a longer schedule: the 1000-step recipe
-  is still under-fitting when it stops (36% training, 38% held-out top-1). The first
-  "plus" recipe added RandAugment (2 layers, magnitude 9, Model Garden's constants scaled
-  to 64 px) as Noisy Student's input noise: 3000 steps of it reached 11% training and
-  15.9% held-out top-1, far below the plain recipe, so the noise here is dropout only.
+  and noise. Here the pool is fixed, so "more" is a longer schedule (the 1000-step recipe
+  still under-fits when it stops), and the noise is dropout only: RandAugment as input
+  noise was more than this model could fit. The measurements: docs/study.md, 'Pre-training
+  on `iconic`'.
   """
   config = emoji_iconic_classification()
   steps = PRETRAIN_STEPS * PLUS_STEPS_FACTOR
@@ -129,9 +128,8 @@ def emoji_iconic_simclr() -> cfg.ExperimentConfig:
   config.task.train_data.global_batch_size = SIMCLR_BATCH_SIZE
   config.task.validation_data.global_batch_size = SIMCLR_BATCH_SIZE
   config.task.losses.label_smoothing = 0.0
-  # A first run at lr 0.3 with batch-norm momentum 0.99 reached 9% contrastive top-1 in
-  # training mode at step 250 but chance (0.7%) in eval mode: the moving statistics lagged
-  # the fast-moving weights and the eval-mode features blew up (std 85 against 0.8).
+  # Momentum 0.9: at 0.99 the moving statistics lagged the fast-moving weights and eval
+  # mode stayed at chance (docs/study.md, 'Pre-training on `iconic`').
   config.task.model.norm_activation.norm_momentum = 0.9
   config.trainer = retinanet.embedded_trainer(SIMCLR_STEPS, base_lr=0.1, warmup_steps=100,
                                               eval_every=250)

@@ -52,8 +52,8 @@ EFFICIENTNET_SE_RATIO = 0.25
 @dataclasses.dataclass
 class Losses(rn_cfg.Losses):
   """Model Garden's RetinaNet losses. `fused_focal_loss`: the same focal loss computed by one
-  op with a hand-written gradient (`losses/focal_loss.py`), ~3x faster on a CPU; False runs
-  Model Garden's `FocalLoss`."""
+  op with a hand-written gradient (`losses/focal_loss.py`) for a faster CPU step; False runs
+  Model Garden's `FocalLoss`. The measurements: docs/training.md, 'Fused focal loss'."""
   fused_focal_loss: bool = True
 
 
@@ -65,11 +65,11 @@ class RetinaNetTask(rn_cfg.RetinaNetTask):
   `reproducible_inputs`: run the training input pipeline on one private thread, so that a
   run with the same seed sees the same augmented images. Model Garden's parsers draw their
   random flips and scale jitter from stateful RNG inside a parallel map, where which image
-  gets which draw depends on thread timing: two runs of the same embedded config and seed
-  differed from the first batch and ended up to ~4 held-out AP apart (the model step itself
-  is deterministic on CPU). On for the embedded experiments, where the one-thread pipeline
-  still outruns the training step (measured 2026-11-29: 0.156-0.165 s per step either
-  way); off at full scale, where input throughput matters more than bit-reproducibility.
+  gets which draw depends on thread timing, so two runs of the same embedded config and seed
+  differed from the first batch on (the model step itself is deterministic on CPU). On for
+  the embedded experiments, where the one-thread pipeline still outruns the training step;
+  off at full scale, where input throughput matters more than bit-reproducibility. The
+  measurements: docs/detection_experiments.md, 'why the same seed gave different runs'.
   (`tf.config.experimental.enable_op_determinism` would be the general switch, but its
   tf.data rewrite fails on Model Garden's detection parser in TF 2.20.)"""
   losses: Losses = dataclasses.field(default_factory=Losses)
@@ -144,15 +144,16 @@ def emoji_retinanet() -> cfg.ExperimentConfig:
 
   MobileNetV3-Small backbone, FPN on levels 3-5 and a 2-conv head at 64 filters; 9 anchors
   per location as in the paper, with `anchor_size` 2 so that 12-48 px objects at 96 px
-  input have anchors to match. Measured here: MobileNetV3-Small steps 1.4x faster than
-  MobileNetV2; a separable head stepped 1.2x faster but reached 2.2 held-out AP after 750
-  steps where the full head reached ~25 AP50, so the head stays a full conv. Eval uses
-  `batched` NMS: Model Garden's default `v2` took ~100x longer on CPU.
+  input have anchors to match. MobileNetV3-Small for its faster step than MobileNetV2; a
+  full-conv head, since a separable one stepped faster but learned far slower; `batched` NMS
+  for eval, since Model Garden's default `v2` is far slower on CPU. The measurements:
+  docs/detection_experiments.md, 'the embedded model (backbone, head, NMS)'.
 
   8000 steps: the held-out plateau (a teacher the plateau rule would stop, as the paper's
-  are trained to their peak). At 4000 the cosine schedule ended while held-out AP still
-  rose, and a control trained on from there passed the teacher by 8 AP, so self-training was
-  measured against a teacher that was not done. Measurements: docs/detection_experiments.md.
+  are trained to their peak); a 4000-step schedule ended while held-out AP still rose, so
+  self-training was compared with a teacher that was not done. The measurements:
+  docs/detection_experiments.md, 'the paper's student protocol, and a teacher trained to
+  its plateau'.
   """
   data_dir = embedded_data_dir()
   size = EMBEDDED_IMAGE_SIZE

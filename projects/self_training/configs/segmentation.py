@@ -181,15 +181,11 @@ paper_cells.register('seg_nasfpn_efficientnetl2_pascal', seg_nasfpn_efficientnet
 # ---------------------------------------------------------------------------------------------
 
 # The teacher must reach its held-out plateau before it labels anything (the paper trains
-# every model to convergence). Measured on voc_holdout: a 2000-step cosine schedule ended
-# while held-out mIoU was still rising (37.6-45.2 at 2000 over two runs; 600 more labeled
-# steps added 2-4), and the control then gained on the teacher by training longer rather
-# than the student by learning from pseudo masks (student - control -0.1 to +0.4 over
-# three seeds). Under a 4000-step schedule held-out mIoU peaked at 2250 (44.8) and the
-# plateau stop ended it at 3000; 3000 steps anneal the learning rate by then. A 2750-step
-# schedule was tried to save a minute: its held-out curve dipped mid-schedule (1250: 40.7,
-# 1500: 34.9, 1750: 39.1, 2000: 41.1), the plateau stop (patience 3) ended the teacher at
-# 2000 with the learning rate still high, and its student led the control by only 0.6.
+# every model to convergence): a 2000-step schedule ended while held-out mIoU still rose,
+# and the control then gained on the teacher by training longer, not the student by
+# learning from pseudo masks; 3000 steps reach the plateau and anneal the learning rate by
+# then. Chosen on voc_holdout; the measurements: docs/segmentation.md, 'How the defaults
+# were chosen'.
 EMBEDDED_TRAIN_STEPS = 3000
 
 

@@ -114,7 +114,7 @@ def draw_iconic(rng: np.random.Generator, photos, size: int,
   The second view is drawn after the first, so the first is what it would be without it.
   It gives contrastive pre-training (SimCLR) views that share the object but not the
   background: two crops of one image share its background, and a network can match them
-  by the background alone (measured: see README, "Pre-training on iconic").
+  by the background alone (the measurements: docs/study.md, "Pre-training on `iconic`").
   """
   background, photo = render.random_background(rng, photos, size)
   rgba = _draw_object(rng, emoji, rng.uniform(0.5, 0.85) * size, 15.0)[:size, :size]

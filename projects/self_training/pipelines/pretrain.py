@@ -86,10 +86,9 @@ def recalibrate_batch_norm(backbone, images: np.ndarray, epochs: int = 2,
   """Precise batch norm: re-estimates the moving statistics of the frozen weights.
 
   Training-mode passes (no gradients) over the probe's training images, so each moving
-  average converges to the statistics of these weights on these images. Measured on a
-  SimCLR checkpoint at step 500: the stored statistics lagged the weights so far that
-  held-out contrastive top-1 was 4.3% in eval mode against 21.1% in training mode; 30
-  passes brought eval mode to 14.6%. Applied to every kind alike before its probe.
+  average converges to the statistics of these weights on these images: a checkpoint's
+  stored statistics can lag its weights far enough to spoil eval mode (the measurements:
+  docs/study.md, 'Pre-training on `iconic`'). Applied to every kind alike before its probe.
   """
   for _ in range(epochs):
     for i in range(0, len(images), batch_size):

@@ -44,21 +44,22 @@ class Settings(pipeline.Settings):
   teacher_experiment: str = 'emoji_segmentation'
   student_experiment: str = 'emoji_segmentation_student'
   holdout_size: int = 100
-  # Held-out mIoU on 100 images dips by several points mid-schedule while the learning
-  # rate is high (40.7 -> 34.9 -> 39.1 -> 41.1 in one run, which patience 3 stopped at
-  # step 2000 of 2750): a plateau must last 4 evals (1000 steps) before the teacher stops.
+  # Held-out mIoU on 100 images can dip by several points mid-schedule while the learning
+  # rate is high, which patience 3 mistook for the plateau: a plateau must last 4 evals
+  # (1000 steps) before the teacher stops. The measurements: docs/segmentation.md, 'How the
+  # defaults were chosen'.
   plateau_patience: int = 4
-  # From a teacher at its plateau, control and student peaked on voc_holdout after 200 of
-  # 600 steps (both evaluated at their best held-out checkpoint), so 300 steps, checked
-  # every 100, keep the run within its 20 minutes.
+  # From a teacher at its plateau, control and student peak on voc_holdout early in a longer
+  # run (both are evaluated at their best held-out checkpoint), so 300 steps, checked every
+  # 100, keep the run within its 20 minutes (docs/segmentation.md, 'How the defaults were
+  # chosen').
   student_steps: int = 300
   student_learning_rate: float = 0.04
   student_warmup_steps: int = 50
   eval_interval: int = 100
   # The paper's six scales (the export's default, 0.5-1.75) hurt this teacher: it
   # trained with scale jitter 0.8-1.2 only, and at 96 px the scales round to 64..160 px.
-  # Measured on voc_holdout (teacher 42.9 mIoU): pseudo-mask mIoU 45.0 at 1.0 + flip,
-  # 42.6 at 1.0, 41.1 at the six scales + flip, 36.5 at 1.0-1.75 + flip.
+  # Chosen on voc_holdout; the measurements: docs/segmentation.md, 'Pseudo-mask scales'.
   scales: Sequence[float] = (1.0,)
   flip: bool = True
   pseudo_splits: Sequence[str] = ('voc_aug',)

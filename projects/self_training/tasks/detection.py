@@ -5,9 +5,10 @@ full scale) runs this task or a subclass of it. It is the official `RetinaNetTas
 (model, inputs, evaluation, export) with two changes. `reproducible_inputs` runs the
 training input pipeline on one thread (the same seed, the same augmented images). With
 `losses.fused_focal_loss` (the default) the focal term of `build_losses` is
-`losses/focal_loss.focal_loss_sum`, the same loss with a hand-written gradient: 1.23x per
-embedded training step on this CPU, where the focal loss over 91 classes x 9 anchors was a
-third of the step. Normalization, box loss and regularization are the official task's;
+`losses/focal_loss.focal_loss_sum`, the same loss with a hand-written gradient, for a faster
+embedded training step on a CPU, where the unfused focal loss over 91 classes x 9 anchors
+was a large part of the step (the measurements: docs/training.md, 'Fused focal loss').
+Normalization, box loss and regularization are the official task's;
 `tests/test_focal_loss.py` checks that the losses and gradients equal the official task's.
 """
 
