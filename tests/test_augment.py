@@ -109,6 +109,7 @@ def test_missing_gin_file_and_unknown_experiment():
     trainer.build_params('emoji_retinanett')
 
 
+@pytest.mark.slow
 def test_train_cli_reports_misspelled_binding_in_one_line(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   proc = subprocess.run(

@@ -157,6 +157,7 @@ def test_coco_converter_uses_model_garden_schema(tmp_path):
   assert seen == {100, 101}
 
 
+@pytest.mark.slow
 def test_missing_inputs_are_clear_errors(tmp_path):
   missing = str(tmp_path / 'nowhere')
   with pytest.raises(ValueError, match='nowhere'):
@@ -199,6 +200,7 @@ def test_labeled_subsets_are_nested_deterministic_and_byte_identical(tiny_data, 
   assert not tf.io.gfile.glob(str(tmp_path / '.*tmp*'))
 
 
+@pytest.mark.slow
 def test_subset_bad_input_is_one_line(tmp_path):
   with pytest.raises(ValueError, match='no TFRecord matches'):
     convert.subset_split(str(tmp_path / 'none-*.tfrecord'), 0.2, str(tmp_path / 'out'))

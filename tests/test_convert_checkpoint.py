@@ -115,6 +115,7 @@ def test_missing_or_misshapen_source_is_one_line_and_writes_nothing(tf1_checkpoi
     convert_checkpoint.convert(tf1_checkpoint[0], out, 'b1')
 
 
+@pytest.mark.slow
 def test_cli_reports_in_one_line(tf1_checkpoint, tmp_path):
   env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   run = lambda *args: subprocess.run(

@@ -52,6 +52,7 @@ def _cli(*args):
       capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_in_another_process_and_other_seed_differs(tiny_dir, tmp_path):
   # Another process (other hash seed) with 2 workers, through the command line.
   flags = [f'--{k}={v}' for k, v in TINY.items() if k != 'num_workers']
@@ -276,6 +277,7 @@ def test_backgrounds_folder_skips_corrupt_files_and_bad_entries_raise(tmp_path):
   assert metadata['backgrounds_skipped'] == [str(folder / 'broken.jpg')]
 
 
+@pytest.mark.slow
 def test_cli_bad_backgrounds_is_a_one_line_error(tmp_path):
   missing = str(tmp_path / 'no_such_photo.jpg')
   result = _cli(f'--out_dir={tmp_path / "set"}', f'--backgrounds={missing}')

@@ -116,6 +116,7 @@ def test_segmentation_recipe_numbers():
     assert p.trainer.train_steps == steps
 
 
+@pytest.mark.slow
 def test_efficientnet_l2_backbone_widths_and_depths():
   """EfficientNet-L2 = B0 scaled to width 4.3 and depth 5.3 (Noisy Student, Table 7)."""
   from official.vision.modeling.backbones import efficientnet  # pylint: disable=g-import-not-at-top
@@ -138,6 +139,7 @@ def test_efficientnet_l2_backbone_widths_and_depths():
   assert counts['l2'] > 5 * counts['b7']
 
 
+@pytest.mark.slow
 def test_describe_counts_the_papers_parameters_and_flops():
   """SpineNet-143 built at full size: Table 5 prints 67M parameters and 524B FLOPs
   (multiply-adds); a teacher and its student share one build."""
@@ -190,6 +192,7 @@ def dry_data(tmp_path_factory):
 
 
 @pytest.mark.parametrize('name', DRYRUN)
+@pytest.mark.slow
 def test_dryrun_steps_a_full_scale_recipe(name, dry_data):
   tf_keras.backend.clear_session()
   out = full_scale.dryrun(name, image_size=128, batch_size=2, data_dir=dry_data,

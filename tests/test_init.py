@@ -114,6 +114,7 @@ def test_bad_init_binding_is_one_line_error(binding, needle):
 
 
 @pytest.mark.parametrize('experiment', ['emoji_retinanet', 'emoji_segmentation'])
+@pytest.mark.slow
 def test_iconic_backbone_loads_every_variable(experiment, iconic_checkpoint, tmp_path):
   path, classifier = iconic_checkpoint
   params, _, _ = _built(experiment)
@@ -140,6 +141,7 @@ def _strict_task(experiment, checkpoint, tmp_path, modules='backbone'):
   return task, model
 
 
+@pytest.mark.slow
 def test_other_architecture_is_one_line_error_naming_the_variable(tmp_path):
   _, _, v2 = _built('emoji_iconic_classification',
                     'task.model.backbone.mobilenet.model_id=MobileNetV2')
@@ -154,6 +156,7 @@ def test_other_architecture_is_one_line_error_naming_the_variable(tmp_path):
     np.testing.assert_array_equal(old, var.numpy())
 
 
+@pytest.mark.slow
 def test_wider_checkpoint_names_the_shape(tmp_path):
   _, _, wide = _built('emoji_iconic_classification',
                       'task.model.backbone.mobilenet.filter_size_scale=2.0')
@@ -163,6 +166,7 @@ def test_wider_checkpoint_names_the_shape(tmp_path):
     task.initialize(model)
 
 
+@pytest.mark.slow
 def test_missing_checkpoint_and_module(tmp_path, iconic_checkpoint):
   task, model = _strict_task('emoji_retinanet', str(tmp_path / 'nothing'), tmp_path)
   with pytest.raises(initialization.CheckpointMismatch, match='not found'):
@@ -184,6 +188,7 @@ def test_missing_checkpoint_and_module(tmp_path, iconic_checkpoint):
     task.initialize(model)
 
 
+@pytest.mark.slow
 def test_train_cli_reports_unfit_checkpoint_in_one_line(tiny_data, iconic_checkpoint, tmp_path):
   env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   override = ','.join([TINY, pipeline.data_override(tiny_data)])

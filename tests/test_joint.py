@@ -2,6 +2,7 @@
 self-training, Appendix H)."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tf_keras
 
@@ -93,6 +94,7 @@ def test_weight_zero_is_the_detection_loss(tiny_data, iconic_data):
                              rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_joint_trains_evaluates_and_checkpoints_the_classifier(tiny_data, iconic_data,
                                                                tmp_path):
   params = _params(tiny_data, iconic_data)
@@ -110,6 +112,7 @@ def test_joint_trains_evaluates_and_checkpoints_the_classifier(tiny_data, iconic
   assert 'AP' in metrics
 
 
+@pytest.mark.slow
 def test_joint_student_adds_the_classification_loss_to_the_students(tiny_data, iconic_data):
   """Table 7's last column: L = L_norm(L_h, L_p) + 0.2 L_cls (+ regularization)."""
   params = trainer.build_params(
@@ -142,6 +145,7 @@ def test_joint_student_adds_the_classification_loss_to_the_students(tiny_data, i
   assert val[0].shape[1:] == (64, 64, 3)
 
 
+@pytest.mark.slow
 def test_registered_recipe_steps_at_its_own_input_size(tiny_data, iconic_data):
   """The 96-px detector reads the 64-px iconic images resized to its size (a backbone that
   Model Garden builds for one input size rejects any other)."""

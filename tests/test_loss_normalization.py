@@ -156,6 +156,7 @@ _MIRRORED = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_emas_equal_the_single_device_run():
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   proc = subprocess.run([sys.executable, '-c', _MIRRORED], capture_output=True, text=True,

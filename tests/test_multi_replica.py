@@ -19,6 +19,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from projects.self_training.data import emoji_scenes
@@ -110,6 +111,7 @@ def _run(*args):
   return proc.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_two_replica_student_step_equals_the_single_device_step(tiny_data, tmp_path):
   human = _two_scenes(tiny_data, str(tmp_path / 'human.tfrecord'), skip=0)
   pseudo = _two_scenes(tiny_data, str(tmp_path / 'pseudo.tfrecord'), skip=2)

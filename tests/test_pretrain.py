@@ -93,6 +93,7 @@ def test_plus_is_longer_and_noisier():
 
 
 @pytest.mark.parametrize('kind, gin_name', [('imagenet', 'imagenet'), ('simclr', 'simclr')])
+@pytest.mark.slow
 def test_pretrain_reports_top1_resumes_and_loads_into_the_segmenter(
     kind, gin_name, iconic_data, tmp_path):
   runs = str(tmp_path / 'runs')

@@ -162,6 +162,7 @@ def test_fuse_views_by_hand():
   np.testing.assert_allclose(out['detection_boxes'][0, 1], [.6, .6, .9, .9], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_flip_and_sizes_views_of_the_exported_teacher(exported, tmp_path):
   """Labeling an image's mirror with flip TTA gives the image's labels mirrored; a second
   input size is a second SavedModel of the same detector."""
@@ -222,6 +223,7 @@ def _jpeg(pixels):
   return out.getvalue()
 
 
+@pytest.mark.slow
 def test_export_matches_the_training_eval_path(pool, exported):
   """The SavedModel on uint8 and on encoded images gives the task's own eval detections."""
   params, model, path = exported
@@ -258,6 +260,7 @@ def test_export_matches_the_training_eval_path(pool, exported):
                              by_pixels['detection_scores'].numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_labeler_on_the_exported_teacher_is_deterministic(pool, exported, tmp_path):
   _, _, path = exported
   source = emoji_scenes.split_pattern(pool, 'unlabeled_scenes')
@@ -333,6 +336,7 @@ def test_corrupt_and_odd_images_in_a_folder(tmp_path):
     assert decoder.decode(tf.constant(record))['image'].shape[-1] == 3
 
 
+@pytest.mark.slow
 def test_missing_saved_model_or_input_is_a_one_line_error(pool, tmp_path):
   with pytest.raises(LabelerError, match='input not found'):
     shards.run(str(tmp_path / 'none'), str(tmp_path / 'missing-*.tfrecord'), str(tmp_path))
@@ -388,6 +392,7 @@ def _without_timing(summary):
   return {k: v for k, v in summary.items() if k not in ('seconds', 'images_per_second')}
 
 
+@pytest.mark.slow
 def test_beam_pipeline_equals_the_single_process_labeler(pool, exported, tmp_path):
   from projects.self_training.pseudo_label import beam_labeler  # pylint: disable=g-import-not-at-top
   _, _, path = exported
@@ -425,6 +430,7 @@ def test_beam_pipeline_equals_the_single_process_labeler(pool, exported, tmp_pat
   assert _without_timing(again) == _without_timing(beamed)
 
 
+@pytest.mark.slow
 def test_beam_command_line_errors_are_one_line(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   proc = subprocess.run(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pseudo_label import report
@@ -132,6 +133,7 @@ def test_segmentation_set_report(tmp_path):
   assert os.path.getsize(os.path.join(pseudo, 'report', 'grid.png')) > 1000
 
 
+@pytest.mark.slow
 def test_incomplete_set_is_a_one_line_error(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   proc = subprocess.run([sys.executable, '-m', 'projects.self_training.pseudo_label.report',

@@ -3,6 +3,11 @@
 import os
 import subprocess
 
+import pytest
+
+# Every test here launches ./run.sh.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -78,6 +78,7 @@ def test_pass_sizes_round_to_the_stride():
       segmentation.check_scales(bad)
 
 
+@pytest.mark.slow
 def test_single_scale_equals_the_keras_model(seg):
   images = _images(2, 96, 96)  # square: resized to 64x64 without padding
   got = _run(seg.one_fns['serving_default'], images)
@@ -90,6 +91,7 @@ def test_single_scale_equals_the_keras_model(seg):
                              rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_single_scale_keeps_the_aspect_ratio_like_model_garden(seg):
   images = _images(1, 80, 100, seed=1)  # -> 51x64, padded to 64x64 at the bottom
   got = _run(seg.one_fns['serving_default'], images)['probabilities']
@@ -99,6 +101,7 @@ def test_single_scale_keeps_the_aspect_ratio_like_model_garden(seg):
   np.testing.assert_allclose(got, full.numpy()[:, :80, :100], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_multi_scale_flip_is_the_mean_over_passes(seg):
   dynamic = factory.build_segmentation_model(
       tf_keras.layers.InputSpec(shape=[None, None, None, 3]), seg.params.task.model)
@@ -116,6 +119,7 @@ def test_multi_scale_flip_is_the_mean_over_passes(seg):
 
 
 @pytest.mark.parametrize('which', ['one', 'multi'])
+@pytest.mark.slow
 def test_probabilities_sum_to_one_at_the_image_size(seg, which):
   fns = seg.one_fns if which == 'one' else seg.multi_fns
   out = _run(fns['serving_default'], _images(3, 80, 100, seed=3))
@@ -125,6 +129,7 @@ def test_probabilities_sum_to_one_at_the_image_size(seg, which):
   assert out['image_info'].shape == (3, 4, 2)
 
 
+@pytest.mark.slow
 def test_encoded_bytes_give_the_same_as_uint8(seg):
   images = _images(2, 80, 100, seed=4)
   pngs = np.array([tf.io.encode_png(im).numpy() for im in images])
@@ -134,6 +139,7 @@ def test_encoded_bytes_give_the_same_as_uint8(seg):
                              atol=1e-6)
 
 
+@pytest.mark.slow
 def test_label_map(seg):
   with open(os.path.join(seg.multi, 'assets.extra', 'label_map.json')) as f:
     label_map = json.load(f)
@@ -153,12 +159,14 @@ def test_label_map(seg):
     assert json.load(f)['scales'] == [1.0]
 
 
+@pytest.mark.slow
 def test_missing_checkpoint_is_a_config_error(seg, tmp_path):
   with pytest.raises(trainer.ConfigError, match='checkpoint not found'):
     export_segmentation.export_segmenter(seg.params, str(tmp_path / 'nope'), str(tmp_path))
   assert not os.listdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   proc = subprocess.run(

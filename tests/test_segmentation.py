@@ -107,6 +107,7 @@ def test_ignored_pixels_carry_no_loss():
       model_outputs={'logits': tf.constant(logits)})) == 0.0
 
 
+@pytest.mark.slow
 def test_segmentation_pipeline_end_to_end_at_tiny_size(tiny_voc, tmp_path):
   runs = tmp_path / 'runs'
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')

@@ -59,6 +59,7 @@ def _copy_weights(src, dst):
     getattr(dst, name).set_weights(getattr(src, name).get_weights())
 
 
+@pytest.mark.slow
 def test_alpha_zero_equals_the_official_task(tiny_data, empty_pseudo):
   official_params = _params('emoji_retinanet', tiny_data)
   student_params = _params('emoji_retinanet_student', tiny_data, (
@@ -83,6 +84,7 @@ def test_alpha_zero_equals_the_official_task(tiny_data, empty_pseudo):
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=a.name)
 
 
+@pytest.mark.slow
 def test_a_batch_without_pseudo_boxes_gives_finite_losses(tiny_data, empty_pseudo):
   params = _params('emoji_retinanet_student', tiny_data,
                    f'task.pseudo_data.input_path={empty_pseudo}')
@@ -98,6 +100,7 @@ def test_a_batch_without_pseudo_boxes_gives_finite_losses(tiny_data, empty_pseud
   assert all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
 
 
+@pytest.mark.slow
 def test_student_starts_from_the_teacher_and_checkpoints_its_emas(tiny_data, empty_pseudo,
                                                                   tmp_path):
   teacher_params = _params('emoji_retinanet', tiny_data)
@@ -123,6 +126,7 @@ def test_student_starts_from_the_teacher_and_checkpoints_its_emas(tiny_data, emp
   assert any('loss_normalization' in n and 'ema_pseudo_loss' in n for n in names)
 
 
+@pytest.mark.slow
 def test_one_call_on_both_halves_equals_two_calls_on_identical_halves(tiny_data):
   """`concat_halves`: one model call on the concatenated batch. With the same images and
   labels in both halves, batch-norm statistics over the whole batch equal each half's, so
@@ -186,6 +190,7 @@ def test_student_requires_pseudo_data(tiny_data):
     task.build_inputs(params.task.train_data)
 
 
+@pytest.mark.slow
 def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   runs = tmp_path / 'runs'
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
@@ -296,6 +301,7 @@ def test_asking_for_the_control_trains_it_without_labeling_anything(monkeypatch)
   assert calls == ['control'] and set(out) == {'teacher', 'control'}
 
 
+@pytest.mark.slow
 def test_ignore_boxes_get_no_loss(tiny_data, tmp_path):
   """A pseudo box of class IGNORE_CLASS survives Model Garden's parser and is masked out;
   `pseudo_background_weight` scales the background anchors of the pseudo half."""
@@ -366,6 +372,7 @@ def test_tta_sizes_default_to_four_thirds_of_the_teachers_input(tiny_data):
   assert pipeline.tta_sizes_of(dataclasses.replace(s, tta_sizes=(160, 192))) == [160, 192]
 
 
+@pytest.mark.slow
 def test_paper_labels_refuses_the_flags_it_sets(tiny_data):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   proc = subprocess.run(

@@ -85,6 +85,7 @@ class _Captured(Exception):
   """Raised in place of training: carries the params the stage would have trained with."""
 
 
+@pytest.mark.slow
 def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkeypatch):
   study_dir = str(tmp_path / 'study')
   lines = []
@@ -176,6 +177,7 @@ def test_report_only_without_cells_is_one_line(tmp_path):
     report.write_report(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_study_cli_rejects_a_bad_cell_pattern(tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tf_keras
 
@@ -25,6 +26,7 @@ def _params(data_dir, extra=''):
                               params_override=f'{TINY},{pipeline.data_override(data_dir)}' + extra)
 
 
+@pytest.mark.slow
 def test_train_to_plateau_then_resume_and_evaluate(tiny_data, tmp_path):
   model_dir = str(tmp_path / 'teacher')
   params = _params(tiny_data)
@@ -53,6 +55,7 @@ def test_plateau_rule():
   assert rule.reached(hist(0.1, 0.3, 0.305, 0.29))
 
 
+@pytest.mark.slow
 def test_main_job_rejects_incomplete_data_dir(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
   proc = subprocess.run(
@@ -64,6 +67,7 @@ def test_main_job_rejects_incomplete_data_dir(tmp_path):
   assert 'Traceback' not in proc.stderr
 
 
+@pytest.mark.slow
 def test_train_cli_modes(tiny_data, tmp_path):
   """Model Garden's modes through our driver: train_and_eval, then eval of the result."""
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
@@ -103,6 +107,7 @@ def test_the_same_seed_gives_the_same_augmented_batches(tiny_data):
   assert _first_batches(params, seed=1) != first
 
 
+@pytest.mark.slow
 def test_the_same_seed_trains_the_same_teacher(tiny_data, tmp_path):
   params = _params(tiny_data)
   weights, histories = [], []

@@ -57,12 +57,14 @@ def _evaluate(params, checkpoint, tiny_data):
                                      emoji_scenes.annotation_file(tiny_data, 'val'))
 
 
+@pytest.mark.slow
 def test_evaluate_checkpoint_restores_the_whole_model(tiny_data, tmp_path):
   params = _params(tiny_data)
   metrics = _evaluate(params, _checkpoint(params, str(tmp_path / 'teacher' / 'ckpt')), tiny_data)
   assert 'AP' in metrics
 
 
+@pytest.mark.slow
 def test_evaluate_checkpoint_refuses_a_checkpoint_of_another_model(tiny_data, tmp_path):
   """A segmenter's checkpoint (same backbone, other heads) or a backbone alone would leave
   part of the detector at its random initialization: refused in one line."""

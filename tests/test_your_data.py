@@ -138,6 +138,7 @@ def _run_custom(args, cwd=REPO_ROOT, timeout=900):
 
 
 @pytest.mark.parametrize('fmt', ['coco', 'voc', 'yolo'])
+@pytest.mark.slow
 def test_custom_data_end_to_end(user_data, tmp_path, fmt):
   runs = tmp_path / 'runs'
   # Scores from a 6-step model sit below the detector's default 0.05 floor (and the view
@@ -318,6 +319,7 @@ def test_voc_and_yolo_errors(user_data, tmp_path):
   assert [c['name'] for c in labeled.categories] == [c['name'] for c in CATEGORIES]
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_input_in_one_line(user_data, tmp_path):
   bad = _edited_coco(user_data, tmp_path, lambda d: d['annotations'][0].update(category_id=5))
   proc = _run_custom([f'--train_annotations={bad}', f'--train_images={user_data["images"]}',

@@ -413,6 +413,20 @@ def with_prerequisites(s: Settings, stages: Sequence[str]) -> List[str]:
   return [stage for stage in s.depends_on if stage in wanted]
 
 
+def export_and_label(s: Settings, stages: Sequence[str], out: Dict[str, Any],
+                     export_fn: Callable[..., str], label_fn: Callable[..., Dict[str, Any]],
+                     progress: Callable[[str], None]) -> Optional[str]:
+  """The export and pseudo stages, as far as `stages` ask, their summaries into `out`;
+  returns the SavedModel once the pseudo labels exist (None when the job stops before)."""
+  if 'export' not in stages:
+    return None
+  saved_model = export_fn(s, out['teacher'], progress)
+  if 'pseudo' not in stages:
+    return None
+  out['pseudo'] = label_fn(s, saved_model, progress)
+  return saved_model
+
+
 def run(s: Settings, stages: Sequence[str] = STAGES,
         progress: Callable[[str], None] = print) -> Dict[str, Any]:
   """Runs `stages` and what they read, in order (each skipped when complete); returns every
@@ -424,12 +438,9 @@ def run(s: Settings, stages: Sequence[str] = STAGES,
   init = out['teacher']['checkpoint']
   if 'control' in stages:  # reads the teacher alone
     out['control'] = finetune(s, 'control', s.teacher_experiment, init, progress=progress)
-  if 'export' not in stages:
+  saved_model = export_and_label(s, stages, out, export, pseudo_label, progress)
+  if saved_model is None:
     return out
-  saved_model = export(s, out['teacher'], progress)
-  if 'pseudo' not in stages:
-    return out
-  out['pseudo'] = pseudo_label(s, saved_model, progress)
   out['pseudo_quality'] = q = pseudo_quality(s, saved_model)
   r = q['at_threshold']
   precision = 'n/a' if r['precision'] is None else f'{100 * r["precision"]:.0f}%'

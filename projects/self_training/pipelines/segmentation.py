@@ -163,12 +163,8 @@ def run(s: Settings, stages: Sequence[str] = STAGES,
         s, 'train_aug', s.student_experiment, init,
         f'task.pseudo_data.input_path={s.split_pattern("voc_aug")},'
         f'task.pseudo_data.seed={s.seed}', progress)
-  if 'export' not in stages:
+  if pipeline.export_and_label(s, stages, out, export, pseudo_label, progress) is None:
     return out
-  saved_model = export(s, out['teacher'], progress)
-  if 'pseudo' not in stages:
-    return out
-  out['pseudo'] = pseudo_label(s, saved_model, progress)
   if 'student' in stages:
     out['student'] = pipeline.finetune(
         s, 'student', s.student_experiment, init,
