@@ -2,7 +2,7 @@ r"""The paper's full-scale recipes on a CPU: `describe` builds them, `dryrun` st
 
   ./run.sh describe [--experiments=glob,...] [--json=out.json]
   ./run.sh describe --recipes=docs/full_scale_recipes.md
-  ./run.sh dryrun EXPERIMENT [--image_size=256] [--batch_size=2]
+  ./run.sh dryrun EXPERIMENT|GLOB|all [--image_size=256] [--batch_size=2] [--jobs=1]
 
 `describe --recipes=PATH` ('-': standard output) writes, from the configs alone (no model
 is built), one row per full-scale experiment: the paper's cells it reproduces and their
@@ -28,6 +28,8 @@ import fnmatch
 import functools
 import math
 import os
+import subprocess
+import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -513,6 +515,8 @@ def define_flags():
   flags.DEFINE_integer('image_size', 256, 'dryrun: image side (a multiple of 2^max_level).')
   flags.DEFINE_integer('batch_size', 2, 'dryrun: images per half-batch.')
   flags.DEFINE_string('data_dir', None, 'dryrun: embedded data (default: the cached set).')
+  flags.DEFINE_integer('jobs', 1, 'dryrun of several recipes: how many run at once (each '
+                       'in its own process, one thread).')
   flags.DEFINE_bool('eager', False, 'dryrun: run the step eagerly (faster on CPU for large '
                     'models; does not check that the step traces).')
 
@@ -553,26 +557,58 @@ def main_describe(args):
     write_json(FLAGS.json, rows)
 
 
+def dryrun_each(names: Sequence[str]) -> None:
+  """`dryrun` of each recipe in a process of its own, `--jobs` at a time.
+
+  One process per recipe: TensorFlow keeps much of a built model's memory after
+  `clear_session`, so the recipes in one process filled 21 GB by the eleventh (B7 at 256
+  px), near this machine's 24 GB. A failed recipe is reported and the others still run;
+  the exit status is 1 if any failed.
+  """
+  flag_args = [f'--image_size={FLAGS.image_size}', f'--batch_size={FLAGS.batch_size}',
+               f'--eager={FLAGS.eager}'] + ([f'--data_dir={FLAGS.data_dir}'] if FLAGS.data_dir
+                                            else [])
+  env = dict(os.environ)
+  if FLAGS.jobs > 1:  # the cores shared out between the jobs
+    threads = str(max(1, (os.cpu_count() or 1) // FLAGS.jobs))
+    env.update(TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads)
+  pending, running, failed = list(names), [], []
+  while pending or running:
+    while pending and len(running) < max(1, FLAGS.jobs):
+      name = pending.pop(0)
+      cmd = [sys.executable, '-m', 'projects.self_training.tools.full_scale', 'dryrun', name]
+      running.append((name, subprocess.Popen(cmd + flag_args, env=env, stdout=subprocess.PIPE,
+                                             stderr=subprocess.STDOUT, text=True)))
+    name, proc = running.pop(0)
+    output = proc.communicate()[0]
+    lines = [l for l in output.splitlines() if l.startswith(('dryrun ', 'error:'))]
+    print('\n'.join(lines) if lines else f'dryrun {name}: no result line', flush=True)
+    if proc.returncode or not any(l.startswith(f'dryrun {name}:') for l in lines):
+      failed.append(name)
+  if failed:
+    print(f'\n{len(failed)} of {len(names)} recipes failed: {", ".join(failed)}')
+    sys.exit(1)
+  print(f'\n{len(names)} recipes built and stepped, every loss finite.')
+
+
 def main_dryrun(args):
   if len(args) != 1:
-    raise app.UsageError('usage: dryrun EXPERIMENT|GLOB|all [--image_size=256] [--batch_size=2]')
+    raise app.UsageError('usage: dryrun EXPERIMENT|GLOB|all [--image_size=256] [--batch_size=2] '
+                         '[--jobs=1]')
   trainer.quiet_logs()
   pattern = '*' if args[0] == 'all' else args[0]
   names = [n for n in full_scale_experiments() if fnmatch.fnmatchcase(n, pattern)] or [args[0]]
-  rows = []
-  for name in names:
-    tf_keras.backend.clear_session()
-    with cli.errors_in_one_line(DryRunError, trainer.ConfigError):
-      out = dryrun(name, FLAGS.image_size, FLAGS.batch_size, FLAGS.data_dir, FLAGS.eager)
-    rows.append(out)
-    print(f'dryrun {out["experiment"]}: one {"eager" if out["eager"] else "traced"} step at '
-          f'{out["image_size"]} px, batch '
-          f'{out["batch_size"]}: loss {out["loss"]:.4f} (finite); {out["params"] / 1e6:.1f}M '
-          f'parameters; built in {out["build_seconds"]} s, stepped in {out["step_seconds"]} s. '
-          f'Full scale: {out["full_input_size"][0]} px, batch {out["full_batch"]}, '
-          f'{out["full_train_steps"]:,} steps.', flush=True)
-  if len(rows) > 1:
-    print(f'\n{len(rows)} recipes built and stepped, every loss finite.')
+  if len(names) > 1:
+    dryrun_each(names)
+    return
+  with cli.errors_in_one_line(DryRunError, trainer.ConfigError):
+    out = dryrun(names[0], FLAGS.image_size, FLAGS.batch_size, FLAGS.data_dir, FLAGS.eager)
+  print(f'dryrun {out["experiment"]}: one {"eager" if out["eager"] else "traced"} step at '
+        f'{out["image_size"]} px, batch '
+        f'{out["batch_size"]}: loss {out["loss"]:.4f} (finite); {out["params"] / 1e6:.1f}M '
+        f'parameters; built in {out["build_seconds"]} s, stepped in {out["step_seconds"]} s. '
+        f'Full scale: {out["full_input_size"][0]} px, batch {out["full_batch"]}, '
+        f'{out["full_train_steps"]:,} steps.', flush=True)
 
 
 if __name__ == '__main__':
