@@ -16,12 +16,13 @@ from projects.self_training.study import runner
 
 @pytest.fixture(scope='module')
 def study_data(tmp_path_factory):
-  """Labeled scenes and an iconic pool (3 shards of 12) in one set, at 64 px."""
+  """Labeled scenes, the unlabeled pool and iconic images (3 shards of 12), at 64 px."""
   out = str(tmp_path_factory.mktemp('study') / 'scenes')
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(emoji_scenes, 'IMAGES_PER_SHARD', 12)
     emoji_scenes.generate(out, image_size=64, num_train=12, num_holdout=4, num_val=6,
-                          num_iconic=36, splits=('train', 'holdout', 'val', 'iconic'),
+                          num_unlabeled=8, num_iconic=36,
+                          splits=('train', 'holdout', 'val', 'unlabeled_scenes', 'iconic'),
                           num_workers=1)
   return out
 
@@ -66,12 +67,12 @@ def _record(cell_id, ap, kind='supervised'):
 
 
 def test_report_puts_gains_against_the_rand_init_supervised_cell():
-  records = {r['id']: r for r in [
+  runs = {r['id']: {0: r} for r in [
       _record('table2.rand.s1', 0.200), _record('table2.imagenet.s1', 0.231),
       _record('table2.rand_st.s1', 0.185, 'self_training'),
       _record('table7.rand.supervised', 0.100), _record('table7.imagenet.joint', 0.125),
       _record('appendix_b.standard.a3', 0.210, 'self_training')]}
-  text = '\n'.join(report.report_tables(records))
+  text = '\n'.join(report.report_tables(runs))
   assert '| Rand Init | 20.0 | 39.2 |' in text
   assert '| ImageNet Init | (+3.1) 23.1 | (+0.3) 39.5 |' in text
   assert '| Rand Init w/ Self-training | (-1.5) 18.5 | (+1.7) 40.9 |' in text
@@ -79,6 +80,15 @@ def test_report_puts_gains_against_the_rand_init_supervised_cell():
   assert '(+2.5) 12.5 | (+3.3) 34.0 |' in text
   # Appendix B: ours against Table 2's S1 Rand Init; the paper's standard loss diverged.
   assert '(+1.0) 21.0 | NaN (diverged)' in text
+  # Seeds: the mean of the valid ones, their spread and count; a cell with none is invalid.
+  runs['table2.rand.s1'][1] = dict(_record('table2.rand.s1', 0.220), seed=1)
+  runs['table2.imagenet.s1'][1] = dict(_record('table2.imagenet.s1', 0.5), seed=1,
+                                       validity={'valid': False, 'reasons': ['x']})
+  runs['table2.rand_st.s1'][0]['validity'] = {'valid': False, 'reasons': ['collapsed']}
+  text = '\n'.join(report.report_tables(runs))
+  assert '| Rand Init | 21.0 ± 1.4 ×2 | 39.2 |' in text
+  assert '| ImageNet Init | (+2.1) 23.1 | (+0.3) 39.5 |' in text
+  assert '| Rand Init w/ Self-training | invalid | (+1.7) 40.9 |' in text
 
 
 class _Captured(Exception):
@@ -99,10 +109,16 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
     assert 0.0 <= r['val']['AP'] <= 1.0
   group = os.path.join(study_dir, 'groups', 'rand_s1_f100')
   assert sorted(os.listdir(group)) == ['control', 'export', 'pseudo', 'student', 'teacher']
-  # The teacher was trained once for both cells and pseudo-labeled `iconic`.
+  # The teacher was trained once for both cells and pseudo-labeled the unlabeled scenes
+  # with the main job's labels (4 views), scored on `holdout`.
   assert sum('teacher: emoji_retinanet' in line for line in lines) == 1
   pseudo = trainer.read_json(os.path.join(group, 'pseudo', 'summary.json'))
-  assert pseudo['num_images'] == 36
+  assert pseudo['num_images'] == 8 and pseudo['flip'] and pseudo['tta_sizes'] == [96]
+  assert trainer.read_json(os.path.join(group, 'pseudo', 'quality.json'))['split'] == 'holdout'
+  # A 6-step teacher cannot have plateaued: both cells are invalid, and say why.
+  for r in records:
+    assert not r['validity']['valid']
+    assert 'teacher did not plateau' in r['validity']['reasons'][0]
 
   # A re-run skips both cells; a cell whose JSON is gone is rebuilt from the completed
   # stages without training anything again.
@@ -157,7 +173,10 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
 
   path = report.write_report(study_dir)
   text = open(path).read()
-  assert '### Table 2' in text and '| Rand Init w/ Self-training | (' in text
+  assert '### Table 2' in text and '| Rand Init w/ Self-training | invalid |' in text
+  assert 'Invalid runs (teacher not plateaued, or collapsed pseudo labels): 2 of 2' in text
+  assert '| table2.rand.s1 | 0 |' in text and 'no: teacher did not plateau' in text
+  assert '**not judged**' in text and 'table2.rand.s1 seed 0 invalid' in text
   assert os.path.exists(os.path.join(study_dir, 'figure1.png'))
 
 
@@ -245,3 +264,19 @@ def test_compare_reads_a_study_dir(tmp_path):
   rows = compare.rows_of(str(tmp_path))
   assert [r['paper'][1] for r in rows] == [39.2, 40.9]
   assert [r['metrics']['AP'] for r in rows] == pytest.approx([20.0, 22.0])
+
+
+def test_main_size_is_the_main_jobs_regime(study_data, tmp_path):
+  """`--size main`: teachers to their plateau within a budget scaled by Appendix H (S4: 8/3
+  of S1's), control and student by the main job's protocol, the main job's pool and labels."""
+  run = runner.Study(str(tmp_path), study_data, grid.SIZES['main'], 'main')
+  s1, s4 = run.settings(grid.Group('rand', 's1')), run.settings(grid.Group('rand', 's4'))
+  assert s1.teacher_override == ''
+  steps = trainer.build_params('emoji_retinanet').trainer.train_steps
+  assert f'trainer.train_steps={round(steps * 120 / 45)}' in s4.teacher_override
+  assert pipeline.teacher_params(s4).trainer.train_steps == round(steps * 120 / 45)
+  default = pipeline.Settings(data_dir=study_data, runs_dir=str(tmp_path))
+  for field in ('student_steps', 'student_steps_fraction', 'student_warmup_steps',
+                'eval_interval', 'plateau_patience', 'tta_sizes', 'tta_flip', 'threshold',
+                'ignore_threshold', 'pseudo_splits'):
+    assert getattr(s4, field) == getattr(default, field), field

@@ -18,12 +18,23 @@ AUG_NAMES = {a: f'Augment-S{a[1]}' for a in paper_numbers.AUGS}
 
 @dataclasses.dataclass(frozen=True)
 class Size:
-  """Steps per stage. `teacher_steps` None: the registered recipe (to its plateau)."""
+  """Steps per stage. `teacher_steps` None: the registered recipe, stopped by the plateau
+  rule (with `scale_by_augmentation`, its budget times Appendix H's ratio of the group's
+  augmentation's Rand Init steps to Augment-S1's). `finetune_steps` None: the main job's
+  protocol for control and student (`pipelines/detection.Settings`)."""
   teacher_steps: Optional[int]
-  finetune_steps: int
+  finetune_steps: Optional[int]
   pretrain_steps: Optional[int]
   override: str = ''             # extra params override for every detection stage
   pretrain_override: str = ''    # and for pre-training
+  scale_by_augmentation: bool = False
+
+
+def teacher_budget_factor(aug: str) -> float:
+  """Appendix H's Rand Init B7 steps at `aug` over those at Augment-S1 (S4: 120k / 45k):
+  stronger augmentation needs longer to plateau."""
+  steps = lambda a: paper_numbers.APPENDIX_H[('table2', 'rand', a)].steps
+  return steps(aug) / steps('s1')
 
 
 SIZES = {
@@ -41,6 +52,10 @@ SIZES = {
     'medium': Size(1500, 400, None),
     # The main job's recipe: teachers to their held-out plateau, 800-step students.
     'full': Size(None, 800, None),
+    # The main job's regime: teachers to their held-out plateau within the registered
+    # budget scaled by augmentation (Augment-S4: 8/3 of it), control and student by the
+    # main job's protocol.
+    'main': Size(None, None, None, scale_by_augmentation=True),
 }
 
 

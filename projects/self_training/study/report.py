@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from projects.self_training.common import file_io
 from projects.self_training.common import trainer
+from projects.self_training.study import findings
 from projects.self_training.study import grid
 from projects.self_training.study import paper_numbers
 
@@ -16,22 +17,40 @@ INIT_NAMES = {'rand': 'Rand Init', 'imagenet': 'ImageNet Init', 'imagenet_plus':
               'simclr': 'SimCLR Init'}
 
 
-def _fmt(value: Optional[float], base: Optional[float]) -> str:
+def _fmt(value: Optional[float], base: Optional[float], spread: str = '') -> str:
   if value is None:
     return '—'
   if base is None:
-    return f'{value:.1f}'
-  return f'({value - base:+.1f}) {value:.1f}'
+    return f'{value:.1f}{spread}'
+  return f'({value - base:+.1f}) {value:.1f}{spread}'
 
 
-def load_records(study_dir: str) -> Dict[str, Dict[str, Any]]:
-  """Every finished cell of a study directory, by id."""
-  import glob  # pylint: disable=g-import-not-at-top
-  out = {}
-  for path in sorted(glob.glob(os.path.join(study_dir, grid.CELLS_DIR, '*.json'))):
-    record = trainer.read_json(path)
-    out[record['id']] = record
+Runs = Dict[str, Dict[int, Dict[str, Any]]]  # cell id -> seed -> record
+
+
+def seed_dirs(study_dir: str) -> List[str]:
+  """The study's directory per seed: `seed<k>/` (`--seeds`), or the study's own."""
+  dirs = sorted(glob.glob(os.path.join(study_dir, 'seed[0-9]*')),
+                key=lambda d: int(os.path.basename(d)[4:]))
+  return dirs or [study_dir]
+
+
+def load_runs(study_dir: str) -> Runs:
+  """Every finished cell of a study directory, by id and seed."""
+  out: Runs = {}
+  for directory in seed_dirs(study_dir):
+    for path in sorted(glob.glob(os.path.join(directory, grid.CELLS_DIR, '*.json'))):
+      record = trainer.read_json(path)
+      out.setdefault(record['id'], {})[int(record.get('seed', 0))] = record
   return out
+
+
+def _ours(runs: Optional[Dict[int, Dict[str, Any]]]) -> Tuple[Optional[float], str]:
+  """A cell's mean `val` AP over its valid seeds and its spread text ('' for one seed)."""
+  estimate = findings.cell_estimate(runs or {})
+  if not estimate.values:
+    return None, ''
+  return estimate.mean, (f' ± {estimate.spread:.1f} ×{estimate.n}' if estimate.n > 1 else '')
 
 
 def baseline(table: str, column: str, paper: bool = False) -> Tuple[str, str, str]:
@@ -45,11 +64,12 @@ def baseline(table: str, column: str, paper: bool = False) -> Tuple[str, str, st
   return (table, 'rand', column)
 
 
-def report_tables(records: Dict[str, Dict[str, Any]]) -> List[str]:
-  """Markdown: each table in the paper's layout, ours beside the paper's."""
+def report_tables(runs: Runs) -> List[str]:
+  """Markdown: each table in the paper's layout, ours (mean ± spread over seeds, valid
+  runs only; 'invalid' when none is) beside the paper's."""
   lines = []
   for table, (title, rows, columns) in grid.TABLES.items():
-    if not any(r['table'] == table for r in records.values()):
+    if not any(i.startswith(f'{table}.') for i in runs):
       continue
     lines += [f'### {title}', '',
               '| Setup | ' + ' | '.join(f'{label} (ours) | {label} (paper)'
@@ -60,10 +80,12 @@ def report_tables(records: Dict[str, Dict[str, Any]]) -> List[str]:
       for column, _ in columns:
         key = (table, row, column)
         base_key = baseline(table, column)
-        ours = records.get('.'.join(key))
-        base = records.get('.'.join(base_key)) if base_key != key else None
-        cells.append(_fmt(100 * ours['val']['AP'] if ours else None,
-                          100 * base['val']['AP'] if base else None))
+        ours, spread = _ours(runs.get('.'.join(key)))
+        base = _ours(runs.get('.'.join(base_key)))[0] if base_key != key else None
+        if ours is None and runs.get('.'.join(key)):
+          cells.append('invalid')
+        else:
+          cells.append(_fmt(ours, base, spread))
         paper_base = baseline(table, column, paper=True)
         if key in paper_numbers.DIVERGED:
           cells.append('NaN (diverged)')
@@ -76,9 +98,10 @@ def report_tables(records: Dict[str, Dict[str, Any]]) -> List[str]:
   return lines
 
 
-def figure1(records: Dict[str, Dict[str, Any]], path: str) -> Optional[str]:
-  """Figure 1's two panels from our supervised cells: AP against augmentation strength and
-  against labeled fraction, one line per initialization; the paper's as dashed lines."""
+def figure1(runs: Runs, path: str) -> Optional[str]:
+  """Figure 1's two panels from our supervised cells (valid seeds: mean, the spread as error
+  bars): AP against augmentation strength and against labeled fraction, one line per
+  initialization; the paper's as dashed lines."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -86,22 +109,23 @@ def figure1(records: Dict[str, Dict[str, Any]], path: str) -> Optional[str]:
              paper_numbers.FIGURE1_AUG, 'augmentation (100% labeled)'),
             ('table3', ['f20', 'f50', 'f100'], ['0.2', '0.5', '1.0'],
              paper_numbers.FIGURE1_FRACTION, 'labeled fraction (Augment-S4)')]
-  if not any(r['table'] in ('table2', 'table3') and r['kind'] == 'supervised'
-             for r in records.values()):
+  if not any(i.split('.')[0] in ('table2', 'table3') for i in runs):
     return None
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
   colors = {'rand': 'tab:blue', 'imagenet': 'tab:orange', 'imagenet_plus': 'tab:green'}
   for ax, (table, columns, ticks, paper_lines, xlabel) in zip(axes, panels):
     twin = ax.twinx()
     for init, color in colors.items():
-      xs, ys = [], []
+      xs, ys, errors = [], [], []
       for x, column in enumerate(columns):
-        r = records.get(f'{table}.{init}.{column}')
-        if r:
+        estimate = findings.cell_estimate(runs.get(f'{table}.{init}.{column}', {}))
+        if estimate.values:
           xs.append(x)
-          ys.append(100 * r['val']['AP'])
+          ys.append(estimate.mean)
+          errors.append(estimate.spread or 0.0)
       if xs:
-        ax.plot(xs, ys, marker='o', color=color, label=f'{INIT_NAMES[init]} (ours)')
+        ax.errorbar(xs, ys, yerr=errors, marker='o', color=color, capsize=3,
+                    label=f'{INIT_NAMES[init]} (ours)')
         twin.plot(range(len(columns)), paper_lines[init], linestyle='--', color=color,
                   alpha=0.5, label=f'{INIT_NAMES[init]} (paper)')
     ax.set_xticks(range(len(columns)))
@@ -122,64 +146,94 @@ def figure1(records: Dict[str, Dict[str, Any]], path: str) -> Optional[str]:
 
 
 def pseudo_label_section(study_dir: str) -> List[str]:
-  """What each teacher's pseudo labels on `iconic` held, with the collapse warnings of
-  `./run.sh report`: a self-training cell is only as good as what its students read.
-  (Iconic images hold one object each, of a wider class set than COCO's, so their
-  count is not compared with the scenes' human labels.)"""
+  """What each teacher's pseudo labels held (per seed), with the collapse warnings of
+  `./run.sh report` and their precision and recall on `holdout`: a self-training cell is
+  only as good as what its students read."""
   from projects.self_training.pseudo_label import report  # pylint: disable=g-import-not-at-top
-  summaries = sorted(glob.glob(os.path.join(study_dir, 'groups', '*', 'pseudo', 'summary.json')))
+  summaries = sorted(glob.glob(os.path.join(study_dir, 'groups', '*', 'pseudo', 'summary.json'))
+                     + glob.glob(os.path.join(study_dir, 'seed*', 'groups', '*', 'pseudo',
+                                              'summary.json')))
   if not summaries:
     return []
-  lines = ['### Pseudo labels the students read (`iconic`, threshold '
+  lines = ['### Pseudo labels the students read (`unlabeled_scenes`, threshold '
            f'{trainer.read_json(summaries[0])["threshold"]})', '',
-           '| teachers\' group | images | boxes | boxes / image | images with no box | warning |',
-           '|---|---|---|---|---|---|']
+           '| teacher\'s group | images | boxes / image | images with no box | precision / '
+           'recall on holdout | warning |', '|---|---|---|---|---|---|']
   for path in summaries:
     summary = trainer.read_json(path)
+    quality = trainer.read_json(os.path.join(os.path.dirname(path), 'quality.json')) or {}
+    at = quality.get('at_threshold') or {}
+    pr = '—'
+    if at:
+      precision = '—' if at['precision'] is None else f'{100 * at["precision"]:.0f}%'
+      pr = f'{precision} / {100 * at["recall"]:.0f}%'
+
     warnings = report.warnings_for(summary, summary['boxes_per_class'], None, {})
+    group = os.path.relpath(os.path.dirname(os.path.dirname(path)), study_dir)
     lines.append(
-        f'| {path.split(os.sep)[-3]} | {summary["num_images"]} | {summary["num_boxes"]} | '
-        f'{summary["boxes_per_image"]:.3f} | '
-        f'{100 * summary["num_empty_images"] / max(summary["num_images"], 1):.1f}% | '
+        f'| {group} | {summary["num_images"]} | {summary["boxes_per_image"]:.2f} | '
+        f'{100 * summary["num_empty_images"] / max(summary["num_images"], 1):.1f}% | {pr} | '
         f'{"; ".join(warnings) or "—"} |')
+  return lines + ['']
+
+
+def cells_section(runs: Runs) -> List[str]:
+  """Markdown: every run of every cell: its seed, `val` AP, wall time and validity."""
+  lines = ['### Every cell\'s runs', '', '| cell | seed | val AP | seconds | valid |',
+           '|---|---|---|---|---|']
+  for cell_id in sorted(runs):
+    for seed, r in sorted(runs[cell_id].items()):
+      validity = r.get('validity') or {'valid': True, 'reasons': []}
+      lines.append(f'| {cell_id} | {seed} | {100 * r["val"]["AP"]:.1f} | {r["seconds"]:.0f} | '
+                   + ('yes' if validity['valid'] else
+                      'no: ' + '; '.join(validity['reasons'])) + ' |')
   return lines + ['']
 
 
 def write_report(study_dir: str) -> str:
   """`report.md` (and `figure1.png`) from every finished cell of the study directory."""
-  identity = trainer.read_json(os.path.join(study_dir, grid.STUDY_FILE))
-  records = load_records(study_dir)
-  if identity is None or not records:
+  identity = trainer.read_json(os.path.join(seed_dirs(study_dir)[0], grid.STUDY_FILE))
+  runs = load_runs(study_dir)
+  if identity is None or not runs:
     raise trainer.ConfigError(f'{study_dir} holds no finished study cell (no '
                               f'{grid.STUDY_FILE} or {grid.CELLS_DIR}/*.json): run ./run.sh study')
-  plot = figure1(records, os.path.join(study_dir, 'figure1.png'))
-  seconds = sum(r['seconds'] for r in records.values())
+  plot = figure1(runs, os.path.join(study_dir, 'figure1.png'))
+  records = [r for by_seed in runs.values() for r in by_seed.values()]
+  seconds = sum(r['seconds'] for r in records)
+  seeds = sorted({int(r.get('seed', 0)) for r in records})
   pretrain = []
   for kind in grid.INIT_MACROS:
     result = trainer.read_json(os.path.join(identity['pretrain_root'], 'pretrain', kind,
                                             'result.json'))
-    if result and any(r['group']['init'] == kind for r in records.values()):
+    if result and any(r['group']['init'] == kind for r in records):
       top1 = (f'{100 * result["top1"]:.1f}% top-1' if 'top1' in result else
               f'{100 * result["contrastive_top1"]:.1f}% contrastive top-1')
       pretrain.append(f'{kind} {top1} / linear probe '
                       f'{100 * result["linear_probe_top1"]:.1f}% ({result["wall_seconds"]:.0f} s)')
   steps = identity['steps']
+  invalid = sum(not (r.get('validity') or {'valid': True})['valid'] for r in records)
   lines = [
       '# Pre-training vs self-training: the study', '',
-      f'{len(records)} cells at size `{identity["size"]}` '
+      f'{len(runs)} cells at size `{identity["size"]}` '
       f'(teacher {steps["teacher"] or "to its plateau"} '
-      f'steps, control and student {steps["finetune"]}), seed {identity["seed"]}, each '
-      'trained once: COCO AP on `val` of the embedded emoji scenes. In parentheses: the gain '
+      f'steps, control and student {steps["finetune"]}), seeds {", ".join(map(str, seeds))}: '
+      'COCO AP on `val` of the embedded emoji scenes, the mean over a cell\'s valid seeds '
+      '(± their standard deviation, ×seeds). In parentheses: the gain '
       'or loss against the Rand Init supervised cell of the same column (Table 7: its Rand '
       'Init Sup. Training cell; Appendix B: Table 2\'s Rand Init Augment-S1). The paper\'s '
       'numbers (EfficientNet-B7 RetinaNet on COCO; Table 4 ResNet-50, Figure 2 ResNet-101) '
       'have their gains recomputed the same way, so they differ from the paper\'s printed '
       'ones where it compares with another row (Tables 3 and 7: ImageNet rows against ImageNet '
-      'Init). Self-training pseudo-labels `iconic` (ImageNet\'s role).', '',
-      f'Compute: {seconds:.0f} s of wall time on this machine, summed over cells (a cell '
-      'resumed after a kill counts its last run only; pre-training not included).' +
-      (f' Pre-training: {"; ".join(pretrain)}.' if pretrain else ''), '']
-  lines += report_tables(records)
+      'Init). Self-training pseudo-labels `unlabeled_scenes` with the main job\'s labels '
+      '(`iconic` cannot be the pool here: docs/study.md).', '',
+      f'Compute: {seconds:.0f} s of wall time on this machine, summed over {len(records)} runs '
+      '(a run resumed after a kill counts its last part only; pre-training not included).' +
+      (f' Pre-training: {"; ".join(pretrain)}.' if pretrain else ''),
+      f'Invalid runs (teacher not plateaued, or collapsed pseudo labels): {invalid} of '
+      f'{len(records)}; they are left out of every mean and finding.', '']
+  lines += findings.findings_section(runs)
+  lines += report_tables(runs)
+  lines += cells_section(runs)
   lines += pseudo_label_section(study_dir)
   if plot:
     lines += [f'![Figure 1]({os.path.basename(plot)})', '']

@@ -10,6 +10,7 @@ from projects.self_training.common import paths
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pipelines import detection as pipeline
+from projects.self_training.study import findings
 from projects.self_training.study import grid
 
 
@@ -77,6 +78,8 @@ class Study:
     size = self.size
     if size.teacher_steps is not None:
       schedule = grid.fixed_schedule(size.teacher_steps, max_warmup=150)
+    elif size.scale_by_augmentation:
+      schedule = self.scaled_budget(group)
     joint = '_joint' if group.joint else ''
     s = pipeline.Settings(
         data_dir=self.data_dir, runs_dir=os.path.join(self.study_dir, 'groups', group.name),
@@ -88,29 +91,49 @@ class Study:
         teacher_override=pipeline.join_overrides(schedule, size.override),
         student_override=size.override,
         plateau_patience=3 if size.teacher_steps is None else 10 ** 6,
-        student_steps=size.finetune_steps,
-        student_warmup_steps=max(1, min(50, size.finetune_steps // 10)),
-        eval_interval=size.finetune_steps if size.teacher_steps is not None else 200,
-        pseudo_splits=(emoji_scenes.ICONIC_SPLIT,),
-        # One view, as the study's cells were measured; the main job's test-time
-        # augmentation is for the issue that brings the study into its regime.
-        tta_sizes=(), tta_flip=False,
+        # The main job's pool and pseudo labels (4 views). Not `iconic`: the plateaued main
+        # job teacher keeps 0.03 boxes per iconic image (docs/study.md, 'Is `iconic` a pool').
+        pseudo_splits=(emoji_scenes.UNLABELED_SPLIT,),
         seed=self.seed,
         train_input=self.train_input(group.fraction))
+    if size.finetune_steps is not None:
+      s = dataclasses.replace(
+          s, student_steps=size.finetune_steps,
+          student_warmup_steps=max(1, min(50, size.finetune_steps // 10)),
+          eval_interval=size.finetune_steps if size.teacher_steps is not None else 200)
     return dataclasses.replace(s, **replace)
+
+  def scaled_budget(self, group: grid.Group) -> str:
+    """Params override: the registered teacher's steps (and cosine decay) times
+    `grid.teacher_budget_factor` of the group's augmentation; its evals and warm-up kept."""
+    factor = grid.teacher_budget_factor(group.aug)
+    if factor == 1.0:
+      return ''
+    joint = '_joint' if group.joint else ''
+    steps = round(trainer.build_params(f'emoji_retinanet{joint}').trainer.train_steps * factor)
+    return (f'trainer.train_steps={steps},'
+            f'trainer.optimizer_config.learning_rate.cosine.decay_steps={steps}')
 
   # -- runs ------------------------------------------------------------------------------
 
-  def run_cell(self, cell: grid.Cell) -> Dict[str, Any]:
-    """Trains what the cell needs (or finds it done) and returns its stage summary."""
+  def run_cell(self, cell: grid.Cell) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Trains what the cell needs (or finds it done); returns its stage summary and its
+    validity (`findings.teacher_reasons`, and for a student `findings.pseudo_reasons`)."""
     s = self.settings(cell.group)
     teacher = pipeline.teacher(s, self.progress)
+    reasons = findings.teacher_reasons(teacher)
+    summary = self._run_stage(cell, s, teacher, reasons)
+    return summary, {'valid': not reasons, 'reasons': reasons}
+
+  def _run_stage(self, cell: grid.Cell, s: pipeline.Settings, teacher: Dict[str, Any],
+                 reasons: List[str]) -> Dict[str, Any]:
+    """The cell's own stage; a student's pseudo-label reasons join `reasons`."""
     if cell.kind == 'supervised':
       return pipeline.finetune(s, 'control', s.teacher_experiment, teacher['checkpoint'],
                                progress=self.progress)
     if cell.kind == 'random_student':
       # Table 10: as many steps as teacher + student, at the teacher's learning rate.
-      steps = teacher['best_step'] + s.student_steps
+      steps = teacher['best_step'] + pipeline.finetune_schedule(s)['steps']
       params = pipeline.teacher_params(s)
       lr = params.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate
       warmup = params.trainer.optimizer_config.warmup.linear.warmup_steps
@@ -120,7 +143,7 @@ class Study:
       s = dataclasses.replace(s, student_steps=steps, student_learning_rate=lr,
                               student_warmup_steps=warmup, eval_interval=every,
                               finetune_subdir='from_random')
-      self._pseudo(s, teacher)
+      reasons += self._pseudo(s, teacher)
       return pipeline.student(s, None, self.progress)
     if cell.alpha is not None:
       norm = 'norm' if cell.normalize else 'standard'
@@ -129,12 +152,14 @@ class Study:
           student_override=pipeline.join_overrides(
               s.student_override, f'task.loss_normalization.alpha={cell.alpha},'
               f'task.loss_normalization.normalize={str(cell.normalize).lower()}'))
-    self._pseudo(s, teacher)
+    reasons += self._pseudo(s, teacher)
     return pipeline.student(s, teacher['checkpoint'], self.progress)
 
-  def _pseudo(self, s: pipeline.Settings, teacher: Dict[str, Any]) -> None:
+  def _pseudo(self, s: pipeline.Settings, teacher: Dict[str, Any]) -> List[str]:
+    """Exports and pseudo-labels (or finds them done); why the labels are collapsed."""
     saved_model = pipeline.export(s, teacher, self.progress)
-    pipeline.pseudo_label(s, saved_model, self.progress)
+    summary = pipeline.pseudo_label(s, saved_model, self.progress)
+    return findings.pseudo_reasons(summary, pipeline.pseudo_quality(s, saved_model))
 
   def steps(self) -> Dict[str, Optional[int]]:
     return {'teacher': self.size.teacher_steps, 'finetune': self.size.finetune_steps,
@@ -181,8 +206,8 @@ class Study:
       self.progress(f'[{i}/{len(cells)}] {cell.id}: {cell.group.name}, {cell.kind}')
       self.pretrained(cell.group.init)  # outside the cell's time: it serves every cell
       start = time.time()
-      summary = by_run.get(cell.run_key) or self.run_cell(cell)
-      by_run[cell.run_key] = summary
+      summary, validity = by_run.get(cell.run_key) or self.run_cell(cell)
+      by_run[cell.run_key] = summary, validity
       record = {
           'id': cell.id, 'table': cell.table, 'row': cell.row, 'column': cell.column,
           'group': dataclasses.asdict(cell.group), 'kind': cell.kind, 'alpha': cell.alpha,
@@ -192,9 +217,11 @@ class Study:
           'experiment': summary.get('experiment'), 'run_dir': os.path.dirname(
               summary['checkpoint'].rstrip('/')) if summary.get('checkpoint') else None,
           'seconds': round(time.time() - start, 1), 'paper_AP': cell.paper,
+          'validity': validity,
       }
       trainer.write_json(path, record)
       self.progress(f'[{i}/{len(cells)}] {cell.id}: val AP {100 * record["val"]["AP"]:.1f} '
-                    f'({record["seconds"]:.0f} s)')
+                    f'({record["seconds"]:.0f} s)' + ('' if validity['valid'] else
+                                                     f'; invalid: {"; ".join(validity["reasons"])}'))
       records.append(record)
     return records

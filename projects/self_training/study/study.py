@@ -12,19 +12,23 @@ What a cell is:
   supervised    the group's teacher trained further on human labels alone, as many steps
                 as a student (the same-compute control of the main job)
   self_training the student: from the teacher, half human and half pseudo-labeled batches,
-                the pseudo labels the teacher's on `iconic` (ImageNet's role: the paper's
-                tables self-train on the pre-training data, "ImageNet Self-training")
+                the pseudo labels the teacher's on `unlabeled_scenes`, the main job's
+                labels (the paper self-trains on ImageNet; `iconic`, its counterpart here,
+                gets almost no box from a scene-trained detector: docs/study.md)
   random_student  Table 10: the student from random weights, trained teacher + student steps
 Cells that need the same runs share them (a teacher and its pseudo labels serve every cell
 of its group). Each cell writes `cells/<id>.json` last; a re-run skips finished cells, and a
 killed run resumes inside a cell from the pipeline's own checkpoints and completion files.
 
-`--size` trades fidelity for time (steps per stage; the default grid is sized for 2 hours
-on 2 CPU cores), `--cells` selects cells by id glob ('table2.*', 'appendix_b.*') or `all`.
+A cell whose teacher did not plateau or whose pseudo labels collapsed is invalid and kept
+out of every finding (`findings.py`). `--seeds` runs the cells once per seed, each seed in
+its own `seed<k>/` directory; the report gives means, spreads and, per finding of the paper,
+holds / does not hold / within noise. `--size` trades fidelity for time (steps per stage;
+`main` is the main job's regime), `--cells` selects cells by id glob ('table2.*') or `all`.
 
 The code: `grid.py` (the cells, their groups and the sizes), `runner.py` (training the
-cells, resumably), `report.py` (`report.md` and `figure1.png`); this module is the command
-line.
+cells, resumably), `findings.py` (validity, seeds, the paper's findings), `report.py`
+(`report.md` and `figure1.png`); this module is the command line.
 """
 
 import os
@@ -47,7 +51,8 @@ flags.DEFINE_string('data_dir', None, 'An emoji-scenes set (default: the embedde
 flags.DEFINE_enum('size', 'small', list(grid.SIZES), 'Steps per stage (fidelity against time).')
 flags.DEFINE_list('cells', ['default'], 'Cell ids or globs (table2.*, table3.rand_st.f20), '
                   '"default" (the default grid) or "all".')
-flags.DEFINE_integer('seed', 0, 'Seed of every cell.')
+flags.DEFINE_list('seeds', ['0'], 'Seeds: each runs every selected cell, teachers included, '
+                  'in STUDY_DIR/seed<k>/; the report gives each cell\'s mean and spread.')
 flags.DEFINE_bool('list', False, 'List the cells and exit.')
 flags.DEFINE_bool('report_only', False, 'Rewrite the report from finished cells and exit.')
 
@@ -65,11 +70,16 @@ def main(argv):
       data_dir = emoji_scenes.resolve_data_dir(FLAGS.data_dir)
       # The joint experiment reads `iconic` from the embedded data's directory.
       os.environ['EMOJI_SCENES_DIR'] = data_dir
-      study = runner.Study(FLAGS.study_dir, data_dir, grid.SIZES[FLAGS.size], FLAGS.size,
-                           FLAGS.seed, progress=lambda line: print(line, flush=True))
+      seeds = [int(seed) for seed in FLAGS.seeds]
       start = time.time()
-      study.run(cells)
-      print(f'study: {len(cells)} cells in {time.time() - start:.0f} s')
+      for seed in seeds:
+        print(f'study: seed {seed}', flush=True)
+        study = runner.Study(os.path.join(FLAGS.study_dir, f'seed{seed}'), data_dir,
+                             grid.SIZES[FLAGS.size], FLAGS.size, seed,
+                             progress=lambda line: print(line, flush=True),
+                             pretrain_dir=os.path.dirname(os.path.abspath(FLAGS.study_dir)))
+        study.run(cells)
+      print(f'study: {len(cells)} cells x {len(seeds)} seed(s) in {time.time() - start:.0f} s')
     path = report.write_report(FLAGS.study_dir)
   with open(path) as f:
     print(f.read())

@@ -1,0 +1,202 @@
+"""What the study may conclude: whether a cell tests what it claims, and the paper's findings
+judged over seeds.
+
+A cell is *valid* when its teacher reached its held-out plateau (a teacher cut off by its
+step budget while still improving stands for no init or augmentation) and, for a student,
+when the pseudo labels it read did not collapse: at least `MIN_BOXES_PER_IMAGE` boxes per
+pool image at the threshold, and a precision of at least `MIN_PRECISION` on `holdout`. An
+invalid cell is reported with its reasons, never used for a finding.
+
+A finding is a set of checks, each a signed sum of cells' `val` AP computed per seed (e.g.
+self-training's gain at Augment-S1: `table2.rand_st.s1 - table2.rand.s1`). A check *holds*
+when its mean over seeds exceeds its spread (the standard deviation over seeds) in the
+paper's direction, *does not hold* when it exceeds it the other way, and is *within noise*
+otherwise; with fewer than `MIN_SEEDS` seeds it is not judged. A finding holds when every
+check holds, does not hold when one does not, and is within noise otherwise.
+"""
+
+import dataclasses
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+# A teacher's pseudo labels are collapsed below these (the main job's, from the plateaued
+# teacher with 4 views: 96% precision on `holdout`; 1.7 boxes per unlabeled scene with one view).
+MIN_BOXES_PER_IMAGE = 0.5
+MIN_PRECISION = 0.5
+MIN_SEEDS = 2
+
+HOLDS, DOES_NOT_HOLD, WITHIN_NOISE, NOT_JUDGED = (
+    'holds', 'does not hold', 'within noise', 'not judged')
+
+
+def teacher_reasons(teacher: Dict[str, Any]) -> List[str]:
+  """Why a teacher's summary cannot stand for its group (empty: it can)."""
+  if teacher.get('stopped') == 'plateau':
+    return []
+  history = teacher.get('history') or []
+  last = history[-1]['step'] if history else None
+  if last is not None and teacher.get('best_step') is not None and teacher['best_step'] < last:
+    return []  # held-out AP peaked before the budget ended
+  return [f'teacher did not plateau: held-out AP was still at its best at the last eval '
+          f'(step {last}) when its step budget ended']
+
+
+def pseudo_reasons(summary: Dict[str, Any], quality: Optional[Dict[str, Any]]) -> List[str]:
+  """Why a set of pseudo labels is collapsed (empty: it is not)."""
+  reasons = []
+  per_image = summary.get('boxes_per_image', 0.0)
+  if per_image < MIN_BOXES_PER_IMAGE:
+    reasons.append(f'pseudo labels collapsed: {per_image:.2f} boxes per image at '
+                   f'{summary.get("threshold")} (floor {MIN_BOXES_PER_IMAGE})')
+  precision = (quality or {}).get('at_threshold', {}).get('precision')
+  if precision is None or precision < MIN_PRECISION:
+    shown = 'none' if precision is None else f'{100 * precision:.0f}%'
+    reasons.append(f'pseudo-label precision on holdout {shown} (floor '
+                   f'{100 * MIN_PRECISION:.0f}%)')
+  return reasons
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+  """A quantity over seeds: its mean, spread (sample standard deviation) and values."""
+  values: Tuple[float, ...]
+
+  @property
+  def n(self) -> int:
+    return len(self.values)
+
+  @property
+  def mean(self) -> Optional[float]:
+    return sum(self.values) / self.n if self.values else None
+
+  @property
+  def spread(self) -> Optional[float]:
+    if self.n < 2:
+      return None
+    m = self.mean
+    return math.sqrt(sum((v - m) ** 2 for v in self.values) / (self.n - 1))
+
+  def text(self, signed: bool = True) -> str:
+    """'+1.2 ± 0.4 (3 seeds)'; unsigned for an AP."""
+    if not self.values:
+      return '—'
+    sign = '+' if signed else ''
+    if self.n == 1:
+      return f'{self.values[0]:{sign}.1f} (1 seed)'
+    return f'{self.mean:{sign}.1f} ± {self.spread:.1f} ({self.n} seeds)'
+
+
+def verdict(estimate: Estimate, sign: int = 1) -> str:
+  """`holds` / `does not hold` / `within noise` for the mean against its spread."""
+  if estimate.n < MIN_SEEDS:
+    return NOT_JUDGED
+  gain = sign * estimate.mean
+  if gain > estimate.spread:
+    return HOLDS
+  if gain < -estimate.spread:
+    return DOES_NOT_HOLD
+  return WITHIN_NOISE
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+  """One comparison: sum of coefficient x cell AP (percent), expected positive."""
+  label: str
+  terms: Tuple[Tuple[float, str], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+  name: str
+  checks: Tuple[Check, ...]
+
+
+def _gain(label, better, worse):
+  return Check(label, ((1.0, better), (-1.0, worse)))
+
+
+def _gain_difference(label, a_better, a_worse, b_better, b_worse):
+  """(a_better - a_worse) - (b_better - b_worse): the gain at a beats the gain at b."""
+  return Check(label, ((1.0, a_better), (-1.0, a_worse), (-1.0, b_better), (1.0, b_worse)))
+
+
+FINDINGS = (
+    Finding("pre-training's gain falls with stronger augmentation (Table 2)", (
+        _gain_difference('ImageNet - Rand at S1, minus the same at S4', 'table2.imagenet.s1',
+                         'table2.rand.s1', 'table2.imagenet.s4', 'table2.rand.s4'),)),
+    Finding("pre-training's gain falls with more labels (Table 3)", (
+        _gain_difference('ImageNet - Rand at 20%, minus the same at 100%', 'table3.imagenet.f20',
+                         'table3.rand.f20', 'table3.imagenet.f100', 'table3.rand.f100'),)),
+    Finding('self-training helps at every augmentation and data size (Tables 2, 3)', (
+        _gain('at Augment-S1', 'table2.rand_st.s1', 'table2.rand.s1'),
+        _gain('at Augment-S4', 'table2.rand_st.s4', 'table2.rand.s4'),
+        _gain('at 20% labels', 'table3.rand_st.f20', 'table3.rand.f20'))),
+    Finding('joint training helps (Table 7)', (
+        _gain('joint - supervised, Rand Init, 20%', 'table7.rand.joint',
+              'table7.rand.supervised'),)),
+    Finding('loss normalization beats the standard loss at large alpha (Appendix B)', (
+        _gain('alpha 3: normalized - standard', 'appendix_b.loss_norm.a3',
+              'appendix_b.standard.a3'),)),
+)
+
+
+def check_estimate(check: Check, by_cell: Dict[str, Dict[int, Dict[str, Any]]]
+                   ) -> Tuple[Estimate, List[str]]:
+  """The check's value per seed (seeds every term has, valid), and what kept cells out."""
+  problems = []
+  seeds = None
+  for _, cell in check.terms:
+    runs = by_cell.get(cell, {})
+    if not runs:
+      problems.append(f'{cell} not run')
+      continue
+    invalid = {s: r for s, r in runs.items() if not r.get('validity', {}).get('valid', True)}
+    for s, r in sorted(invalid.items()):
+      problems.append(f'{cell} seed {s} invalid: {"; ".join(r["validity"]["reasons"])}')
+    valid = set(runs) - set(invalid)
+    seeds = valid if seeds is None else seeds & valid
+  if problems or not seeds:
+    return Estimate(()), problems
+  values = tuple(sum(c * 100 * by_cell[cell][s]['val']['AP'] for c, cell in check.terms)
+                 for s in sorted(seeds))
+  return Estimate(values), []
+
+
+def judge(finding: Finding, by_cell: Dict[str, Dict[int, Dict[str, Any]]]
+          ) -> Tuple[str, List[Tuple[Check, Estimate, str, List[str]]]]:
+  """The finding's verdict and, per check, its estimate, verdict and problems."""
+  rows = []
+  for check in finding.checks:
+    estimate, problems = check_estimate(check, by_cell)
+    rows.append((check, estimate, NOT_JUDGED if problems else verdict(estimate), problems))
+  verdicts = [r[2] for r in rows]
+  if NOT_JUDGED in verdicts:
+    return NOT_JUDGED, rows
+  if DOES_NOT_HOLD in verdicts:
+    return DOES_NOT_HOLD, rows
+  if all(v == HOLDS for v in verdicts):
+    return HOLDS, rows
+  return WITHIN_NOISE, rows
+
+
+def cell_estimate(runs: Dict[int, Dict[str, Any]]) -> Estimate:
+  """A cell's `val` AP (percent) over its valid seeds."""
+  return Estimate(tuple(100 * r['val']['AP'] for _, r in sorted(runs.items())
+                        if r.get('validity', {}).get('valid', True)))
+
+
+def findings_section(by_cell: Dict[str, Dict[int, Dict[str, Any]]],
+                     findings: Sequence[Finding] = FINDINGS) -> List[str]:
+  """Markdown: each of the paper's findings, its verdict and the figures behind it."""
+  lines = ['### The paper\'s findings at this scale', '',
+           f'A check holds when its mean gain over seeds (AP points on `val`) exceeds its '
+           f'spread (standard deviation over seeds) in the paper\'s direction; at least '
+           f'{MIN_SEEDS} seeds, valid cells only.', '',
+           '| finding | verdict | checks |', '|---|---|---|']
+  for finding in findings:
+    result, rows = judge(finding, by_cell)
+    checks = '; '.join(
+        f'{check.label}: {estimate.text()} {v}' + (f' ({", ".join(problems)})' if problems else '')
+        for check, estimate, v, problems in rows)
+    lines.append(f'| {finding.name} | **{result}** | {checks} |')
+  return lines + ['']
