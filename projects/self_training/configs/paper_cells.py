@@ -14,6 +14,9 @@ Cell = Tuple[str, str, str]
 
 CELLS: Dict[str, Tuple[Cell, ...]] = {}
 TEACHERS: Dict[str, str] = {}
+# The paper's names of the initializations (gin/init/*.gin), as its tables print them.
+INIT_NAMES = {'rand': 'Rand Init', 'imagenet': 'ImageNet Init', 'imagenet_plus': 'ImageNet++ Init',
+              'simclr': 'ImageNet Init (SimCLR)'}
 
 
 def register(name: str, factory: Callable, cells: Sequence[Cell],

@@ -322,10 +322,6 @@ def resnet101_appendix_e(train_steps):
 # Appendix E: "the RandAugment magnitude was increased from 10 to 15" for ResNet-101.
 RESNET101_PRESETS = dict(augment.PRESETS, S4=dataclasses.replace(
     augment.PRESETS['S4'], randaugment_magnitude=15.0))
-_INIT_NAMES = {'rand': 'Rand Init', 'imagenet': 'ImageNet Init',
-               'imagenet_plus': 'ImageNet++ Init', 'simclr': 'SimCLR Init'}
-
-
 def _teacher(name, build, aug, train_steps, cells, init='rand', fraction=1.0,
              presets=augment.PRESETS):
   """Registers `name`: `build(train_steps)` with Augment-`aug`, `init` and `fraction` of COCO."""
@@ -334,7 +330,7 @@ def _teacher(name, build, aug, train_steps, cells, init='rand', fraction=1.0,
     set_initialization(config.task, init)
     config.task.train_data.input_path = coco_train(fraction)
     return config
-  factory.__doc__ = (f'{build.__doc__.splitlines()[0]} {_INIT_NAMES[init]}, '
+  factory.__doc__ = (f'{build.__doc__.splitlines()[0]} {paper_cells.INIT_NAMES[init]}, '
                      f'Augment-{aug.upper()}, {fraction:.0%} of COCO, {train_steps:,} steps.')
   paper_cells.register(name, factory, cells)
 

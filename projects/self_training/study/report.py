@@ -8,13 +8,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from projects.self_training.common import file_io
 from projects.self_training.common import trainer
+from projects.self_training.configs import paper_cells
 from projects.self_training.study import findings
 from projects.self_training.study import grid
 from projects.self_training.study import paper_numbers
 
 REPORT = 'report.md'
-INIT_NAMES = {'rand': 'Rand Init', 'imagenet': 'ImageNet Init', 'imagenet_plus': 'ImageNet++ Init',
-              'simclr': 'SimCLR Init'}
 
 
 def _fmt(value: Optional[float], base: Optional[float], spread: str = '') -> str:
@@ -125,9 +124,9 @@ def figure1(runs: Runs, path: str) -> Optional[str]:
           errors.append(estimate.spread or 0.0)
       if xs:
         ax.errorbar(xs, ys, yerr=errors, marker='o', color=color, capsize=3,
-                    label=f'{INIT_NAMES[init]} (ours)')
+                    label=f'{paper_cells.INIT_NAMES[init]} (ours)')
         twin.plot(range(len(columns)), paper_lines[init], linestyle='--', color=color,
-                  alpha=0.5, label=f'{INIT_NAMES[init]} (paper)')
+                  alpha=0.5, label=f'{paper_cells.INIT_NAMES[init]} (paper)')
     ax.set_xticks(range(len(columns)))
     ax.set_xticklabels(ticks)
     ax.set_xlabel(xlabel)

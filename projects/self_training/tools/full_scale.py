@@ -172,10 +172,6 @@ _PSEUDO_SOURCES = ((retinanet_cfg.IMAGENET_PSEUDO_BASE, 'imagenet'),
                    (segmentation_cfg.PASCAL_INPUT_PATH_BASE, 'pascal_aug'))
 _SOURCE_NAMES = {'imagenet': 'ImageNet', 'open_images': 'Open Images',
                  'pascal_aug': 'PASCAL aug'}
-_INIT_NAMES = {'rand': 'Rand Init', 'imagenet': 'ImageNet Init',
-               'imagenet_plus': 'ImageNet++ Init', 'simclr': 'ImageNet Init (SimCLR)'}
-
-
 def _init_of(task) -> str:
   """'rand', or the init whose `INIT_CHECKPOINTS` entry for this backbone the task loads."""
   if not task.init_checkpoint:
@@ -329,7 +325,7 @@ def recipes_markdown(names: Sequence[str]) -> str:
     numbers = sorted({f'{paper_numbers.paper(*c):.1f}' for c in cells
                       if paper_numbers.paper(*c) is not None})
     teacher = paper_cells.TEACHERS.get(name)
-    init = _INIT_NAMES.get(ours.init, ours.init)
+    init = paper_cells.INIT_NAMES.get(ours.init, ours.init)
     lines.append(' | '.join([
         f'| `{name}`', '<br>'.join(_cell_name(c) for c in cells) or 'not in the paper',
         ' / '.join(numbers) or '—',
