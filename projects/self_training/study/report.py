@@ -213,9 +213,11 @@ def write_report(study_dir: str) -> str:
   invalid = sum(not (r.get('validity') or {'valid': True})['valid'] for r in records)
   lines = [
       '# Pre-training vs self-training: the study', '',
-      f'{len(runs)} cells at size `{identity["size"]}` '
-      f'(teacher {steps["teacher"] or "to its plateau"} '
-      f'steps, control and student {steps["finetune"]}), seeds {", ".join(map(str, seeds))}: '
+      f'{len(runs)} cells at size `{identity["size"]}` (teachers: '
+      + (f'{steps["teacher"]} steps' if steps['teacher'] else 'to their held-out plateau')
+      + '; control and student: '
+      + (f'{steps["finetune"]} steps' if steps['finetune'] else "the main job's protocol")
+      + f'), seeds {", ".join(map(str, seeds))}: '
       'COCO AP on `val` of the embedded emoji scenes, the mean over a cell\'s valid seeds '
       '(± their standard deviation, ×seeds). In parentheses: the gain '
       'or loss against the Rand Init supervised cell of the same column (Table 7: its Rand '
