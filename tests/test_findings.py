@@ -46,8 +46,8 @@ def test_finding_pairs_seeds_and_keeps_invalid_cells_out():
   by_cell = {
       'table2.rand.s1': {0: _run(39.6), 1: _run(39.5), 2: _run(39.2)},
       'table2.rand_st.s1': {0: _run(40.8), 1: _run(40.7), 2: _run(41.1)},
-      'table2.rand.s4': {0: _run(30.0), 1: _run(31.0)},
-      'table2.rand_st.s4': {0: _run(30.5), 1: _run(30.6)},
+      'table2.rand.s4': {0: _run(30.0), 1: _run(31.0), 2: _run(30.5)},
+      'table2.rand_st.s4': {0: _run(30.5), 1: _run(30.6), 2: _run(30.4)},
       'table3.rand.f20': {0: _run(20.0), 1: _run(21.0)},
       'table3.rand_st.f20': {0: _run(25.0), 1: _run(26.0)},
   }
@@ -55,6 +55,12 @@ def test_finding_pairs_seeds_and_keeps_invalid_cells_out():
   assert [r[2] for r in rows] == [findings.HOLDS, findings.WITHIN_NOISE, findings.HOLDS]
   assert rows[0][1].values == pytest.approx((1.2, 1.2, 1.9))
   assert result == findings.WITHIN_NOISE
+  # Table 2's self-training row is the headline: 2 seeds are not enough to judge it.
+  del by_cell['table2.rand.s4'][2]
+  result, rows = findings.judge(st, by_cell)
+  assert result == findings.NOT_JUDGED and rows[1][2] == findings.NOT_JUDGED
+  assert rows[1][3] == ['2 of the 3 seeds it needs']
+  assert rows[2][2] == findings.HOLDS  # 2 seeds judge Table 3's
   # An invalid seed of one cell: the check is not judged, with the reason.
   by_cell['table3.rand_st.f20'][1] = _run(26.0, valid=False,
                                           reasons=['pseudo labels collapsed'])

@@ -20,7 +20,7 @@ def test_help_lists_the_subcommands():
   proc = _run('--help')
   assert proc.returncode == 0
   for sub in ('custom', 'test', 'export', 'pseudo_label', 'segmentation', 'export_segmentation',
-              'bench_margin', 'bench_overhead', 'bench_seg_scales', 'bench_seg_margin',
+              'bench_margin', 'bench_overhead', 'bench_seg_scales', 'bench_seg_margin', 'bench_parallel',
               'pretrain', 'convert_checkpoint'):
     assert f'\n  {sub} ' in proc.stdout
 

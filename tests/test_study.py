@@ -9,6 +9,7 @@ from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pipelines import detection as pipeline
 from projects.self_training.study import compare
+from projects.self_training.study import findings
 from projects.self_training.study import grid
 from projects.self_training.study import report
 from projects.self_training.study import runner
@@ -58,6 +59,24 @@ def test_select_default_all_and_globs():
       'table4.rand.ap', 'table4.imagenet.ap', 'table4.simclr.ap', 'table4.rand_st.ap']
   with pytest.raises(trainer.ConfigError, match="'table9.*' matches no cell"):
     grid.select(cells, ['table9.*'])
+
+
+def test_seed_plan_gives_each_cell_the_seeds_its_findings_need():
+  default = grid.select(grid.grid(), ['default'])
+  plan = grid.seed_plan(default)
+  assert [seed for seed, _ in plan] == [0, 1, 2]
+  assert plan[0][1] == default and plan[1][1] == default
+  # The third seed: Table 2's headline rows, and the cells that share their runs for free.
+  assert {c.id for c in plan[2][1]} == {
+      'table2.rand.s1', 'table2.rand_st.s1', 'table2.rand.s4', 'table2.rand_st.s4',
+      'table3.rand.f100', 'table3.rand_st.f100', 'table4.rand.ap', 'table4.rand_st.ap'}
+  # Every check of every finding is made of default cells with the seeds it needs.
+  seeds = {c.id: sum(c in cells for _, cells in plan) for c in default}
+  for finding in findings.FINDINGS:
+    for check in finding.checks:
+      assert all(seeds.get(cell, 0) >= check.min_seeds for _, cell in check.terms), check
+  # `--seeds` runs every selected cell at each seed given.
+  assert grid.seed_plan(default[:2], [4, 7]) == [(4, default[:2]), (7, default[:2])]
 
 
 def _record(cell_id, ap, kind='supervised'):
@@ -178,6 +197,26 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
   assert '| table2.rand.s1 | 0 |' in text and 'no: teacher did not plateau' in text
   assert '**not judged**' in text and 'table2.rand.s1 seed 0 invalid' in text
   assert os.path.exists(os.path.join(study_dir, 'figure1.png'))
+
+
+@pytest.mark.slow
+def test_study_cli_runs_seeds_side_by_side(study_data, tmp_path):
+  """`--jobs 2`: two seeds in two processes, each in its own directory, one report."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  study_dir = str(tmp_path / 'study')
+  result = subprocess.run(
+      [sys.executable, '-m', 'projects.self_training.study.study', '--size=tiny',
+       '--cells=table2.rand.s1', '--seeds=0,1', '--jobs=2', f'--study_dir={study_dir}',
+       f'--data_dir={study_data}'], capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+  assert 'study: seed 0 started (1 cells, 1 thread(s))' in result.stdout
+  assert '[seed 1] [1/1] table2.rand.s1: val AP' in result.stdout
+  for seed in (0, 1):
+    record = trainer.read_json(os.path.join(study_dir, f'seed{seed}', 'cells',
+                                            'table2.rand.s1.json'))
+    assert record['seed'] == seed and record['side_by_side'] == 2
+  assert '(2 side by side)' in open(os.path.join(study_dir, 'report.md')).read()
 
 
 def test_labeled_fraction_is_a_nested_subset_made_once(study_data, tmp_path):

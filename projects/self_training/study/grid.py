@@ -6,6 +6,7 @@ import fnmatch
 from typing import Any, List, Optional, Sequence, Tuple
 
 from projects.self_training.common import trainer
+from projects.self_training.study import findings
 from projects.self_training.study import paper_numbers
 
 CELLS_DIR = 'cells'
@@ -46,17 +47,19 @@ SIZES = {
                  pretrain_override='task.train_data.global_batch_size=8,'
                                    'task.validation_data.global_batch_size=8,'
                                    'trainer.steps_per_loop=2,trainer.summary_interval=2'),
-    # The default grid, for 2 hours on 2 CPU cores: a sixth of the main job's teacher steps.
-    # Pre-training (None) is the registered recipe, shared with `./run.sh pretrain`.
+    # A sixth of the main job's teacher steps: quick, but its teachers never plateau, so
+    # every cell is invalid. Pre-training (None) is the registered recipe at every size but
+    # `tiny`, shared with `./run.sh pretrain`.
     'small': Size(500, 150, None),
     'medium': Size(1500, 400, None),
     # The main job's recipe: teachers to their held-out plateau, 800-step students.
     'full': Size(None, 800, None),
-    # The main job's regime: teachers to their held-out plateau within the registered
-    # budget scaled by augmentation (Augment-S4: 8/3 of it), control and student by the
-    # main job's protocol.
+    # The main job's regime (the default): teachers to their held-out plateau within the
+    # registered budget scaled by augmentation (Augment-S4: 8/3 of it), control and student
+    # by the main job's protocol.
     'main': Size(None, None, None, scale_by_augmentation=True),
 }
+DEFAULT_SIZE = 'main'
 
 
 def fixed_schedule(steps: int, max_warmup: int) -> str:
@@ -93,6 +96,9 @@ class Cell:
   alpha: Optional[float] = None  # None: the student experiment's own
   normalize: bool = True
   default: bool = True           # in the default grid (the rest run with --cells)
+  # Seeds it runs without `--seeds`: enough for the findings it enters to be judged (2;
+  # 3 for Table 2's headline rows, Rand Init with and without self-training).
+  seeds: int = findings.MIN_SEEDS
 
   @property
   def id(self) -> str:
@@ -144,10 +150,15 @@ TABLES = {
                  ('student_from_random', 'w/ Self-training, student from random')],
                 [(a, AUG_NAMES[a]) for a in paper_numbers.AUGS]),
 }
-# The default grid (2 hours on 2 cores) leaves out, for time: Augment-S2/S3, the 50%
-# fraction, ImageNet++ (3x ImageNet's pre-training) and SimCLR Init, alpha 0.25 and 1, and
-# Table 10 beyond Augment-S1. `--cells all` runs them.
+# The default grid is the cells that decide the paper's findings (`findings.FINDINGS`) and
+# the ones that share their runs: Table 2 at Augment-S1 and S4, Table 3 at 20% and 100%
+# (Rand and ImageNet Init, Rand Init with self-training), Table 4 but SimCLR, Table 7's
+# joint row against its supervised one, and Appendix B at alpha 3. It leaves out, for
+# time: Augment-S2/S3, the 50% fraction, ImageNet++ and SimCLR Init, ImageNet Init with
+# self-training, Table 7's other cells, alpha 0.25 and 1, and Table 10 (a student from
+# random weights trains teacher + student steps). `--cells all` runs them.
 DEFAULT_AUGS = ('s1', 's4')
+HEADLINE_SEEDS = findings.HEADLINE_SEEDS
 
 
 def grid() -> List[Cell]:
@@ -156,20 +167,21 @@ def grid() -> List[Cell]:
   for aug in paper_numbers.AUGS:
     default = aug in DEFAULT_AUGS
     rand, imagenet = Group('rand', aug), Group('imagenet', aug)
-    cells += [Cell('table2', 'rand', aug, rand, default=default),
+    cells += [Cell('table2', 'rand', aug, rand, default=default, seeds=HEADLINE_SEEDS),
               Cell('table2', 'imagenet', aug, imagenet, default=default),
-              Cell('table2', 'rand_st', aug, rand, 'self_training', default=default),
-              Cell('table10', 'rand', aug, rand, default=aug == 's1'),
-              Cell('table10', 'student_from_teacher', aug, rand, 'self_training',
-                   default=aug == 's1'),
+              Cell('table2', 'rand_st', aug, rand, 'self_training', default=default,
+                   seeds=HEADLINE_SEEDS),
+              Cell('table10', 'rand', aug, rand, default=False),
+              Cell('table10', 'student_from_teacher', aug, rand, 'self_training', default=False),
               Cell('table10', 'student_from_random', aug, rand, 'random_student',
-                   default=aug == 's1')]
+                   default=False)]
   for column, fraction in (('f20', 0.2), ('f50', 0.5), ('f100', 1.0)):
     for init in ('rand', 'imagenet', 'imagenet_plus'):
       group = Group(init, 's4', fraction)
       default = init != 'imagenet_plus' and column != 'f50'
       cells += [Cell('table3', init, column, group, default=default),
-                Cell('table3', f'{init}_st', column, group, 'self_training', default=default)]
+                Cell('table3', f'{init}_st', column, group, 'self_training',
+                     default=default and init == 'rand')]
   cells += [Cell('table4', 'rand', 'ap', Group('rand', 's4')),
             Cell('table4', 'imagenet', 'ap', Group('imagenet', 's4')),
             # SimCLR pre-training is 45 minutes here: outside the default grid.
@@ -178,17 +190,32 @@ def grid() -> List[Cell]:
   for init in ('rand', 'imagenet'):
     group = Group(init, 's4', 0.2)
     joint = dataclasses.replace(group, joint=True)
-    cells += [Cell('table7', init, 'supervised', group),
-              Cell('table7', init, 'self_training', group, 'self_training'),
-              Cell('table7', init, 'joint', joint),
+    cells += [Cell('table7', init, 'supervised', group, default=init == 'rand'),
+              Cell('table7', init, 'self_training', group, 'self_training', default=False),
+              Cell('table7', init, 'joint', joint, default=init == 'rand'),
               # The joint teacher's pseudo labels; the student trains jointly too.
-              Cell('table7', init, 'joint_self_training', joint, 'self_training')]
+              Cell('table7', init, 'joint_self_training', joint, 'self_training',
+                   default=False)]
   for column, alpha in (('a0.25', 0.25), ('a1', 1.0), ('a3', 3.0)):
     for row, normalize in (('loss_norm', True), ('standard', False)):
       cells.append(Cell('appendix_b', row, column, Group('rand', 's1'), 'self_training',
                         alpha=alpha, normalize=normalize, default=alpha == 3.0))
   # Table order (stable within a table): an interrupted default run has whole tables first.
   return sorted(cells, key=lambda c: list(TABLES).index(c.table))
+
+
+def seed_plan(cells: Sequence[Cell], seeds: Optional[Sequence[int]] = None
+              ) -> List[Tuple[int, List[Cell]]]:
+  """(seed, its cells) in seed order. `seeds` given: every cell at each of them. Not given:
+  each cell at seeds 0 .. `Cell.seeds` - 1, where a cell that shares its run with another
+  selected cell (`run_key`) runs as often as that one: it costs nothing more."""
+  if seeds:
+    return [(seed, list(cells)) for seed in seeds]
+  count = {}
+  for c in cells:
+    count[c.run_key] = max(count.get(c.run_key, 0), c.seeds)
+  most = max((count[c.run_key] for c in cells), default=0)
+  return [(seed, [c for c in cells if seed < count[c.run_key]]) for seed in range(most)]
 
 
 def select(cells: Sequence[Cell], patterns: Sequence[str]) -> List[Cell]:

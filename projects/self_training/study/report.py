@@ -183,7 +183,9 @@ def cells_section(runs: Runs) -> List[str]:
   for cell_id in sorted(runs):
     for seed, r in sorted(runs[cell_id].items()):
       validity = r.get('validity') or {'valid': True, 'reasons': []}
-      lines.append(f'| {cell_id} | {seed} | {100 * r["val"]["AP"]:.1f} | {r["seconds"]:.0f} | '
+      shared = r.get('side_by_side', 1)
+      seconds = f'{r["seconds"]:.0f}' + (f' ({shared} side by side)' if shared > 1 else '')
+      lines.append(f'| {cell_id} | {seed} | {100 * r["val"]["AP"]:.1f} | {seconds} | '
                    + ('yes' if validity['valid'] else
                       'no: ' + '; '.join(validity['reasons'])) + ' |')
   return lines + ['']
@@ -228,7 +230,8 @@ def write_report(study_dir: str) -> str:
       'Init). Self-training pseudo-labels `unlabeled_scenes` with the main job\'s labels '
       '(`iconic` cannot be the pool here: docs/study.md).', '',
       f'Compute: {seconds:.0f} s of wall time on this machine, summed over {len(records)} runs '
-      '(a run resumed after a kill counts its last part only; pre-training not included).' +
+      '(a run resumed after a kill counts its last part only; pre-training not included; '
+      'seeds run side by side with `--jobs` each count their own wall time).' +
       (f' Pre-training: {"; ".join(pretrain)}.' if pretrain else ''),
       f'Invalid runs (teacher not plateaued, or collapsed pseudo labels): {invalid} of '
       f'{len(records)}; they are left out of every mean and finding.', '']

@@ -26,6 +26,8 @@ class Study:
   # Where registered-recipe pre-training lives (default: the study's parent, i.e. `runs/`,
   # where `./run.sh pretrain` and gin/init look); step-scaled pre-training stays in the study.
   pretrain_dir: Optional[str] = None
+  # How many study processes share this machine (`--jobs`): recorded with each cell's time.
+  side_by_side: int = 1
 
   def pretrain_root(self) -> str:
     """Where `pretrain/KIND` lives: the study's own when its size scales pre-training."""
@@ -216,7 +218,8 @@ class Study:
           'val': summary['val'], 'holdout': summary['holdout'], 'best_step': summary['best_step'],
           'experiment': summary.get('experiment'), 'run_dir': os.path.dirname(
               summary['checkpoint'].rstrip('/')) if summary.get('checkpoint') else None,
-          'seconds': round(time.time() - start, 1), 'paper_AP': cell.paper,
+          'seconds': round(time.time() - start, 1), 'side_by_side': self.side_by_side,
+          'paper_AP': cell.paper,
           'validity': validity,
       }
       trainer.write_json(path, record)

@@ -21,10 +21,13 @@ of its group). Each cell writes `cells/<id>.json` last; a re-run skips finished 
 killed run resumes inside a cell from the pipeline's own checkpoints and completion files.
 
 A cell whose teacher did not plateau or whose pseudo labels collapsed is invalid and kept
-out of every finding (`findings.py`). `--seeds` runs the cells once per seed, each seed in
-its own `seed<k>/` directory; the report gives means, spreads and, per finding of the paper,
-holds / does not hold / within noise. `--size` trades fidelity for time (steps per stage;
-`main` is the main job's regime), `--cells` selects cells by id glob ('table2.*') or `all`.
+out of every finding (`findings.py`). Each cell runs at as many seeds as its findings need
+(2; 3 for Table 2's headline rows), each seed in its own `seed<k>/` directory, or at the
+seeds of `--seeds`; `--jobs N` runs N seeds side by side. The report gives means, spreads
+and, per finding of the paper, holds / does not hold / within noise. `--size` trades
+fidelity for time (steps per stage; `main`, the default, is the main job's regime and the
+only size whose cells can be valid), `--cells` selects cells by id glob ('table2.*') or
+`all`.
 
 The code: `grid.py` (the cells, their groups and the sizes), `runner.py` (training the
 cells, resumably), `findings.py` (validity, seeds, the paper's findings), `report.py`
@@ -32,6 +35,9 @@ cells, resumably), `findings.py` (validity, seeds, the paper's findings), `repor
 """
 
 import os
+import subprocess
+import sys
+import threading
 import time
 
 from absl import app
@@ -48,13 +54,68 @@ from projects.self_training.study import runner
 FLAGS = flags.FLAGS
 flags.DEFINE_string('study_dir', os.path.join(paths.RUNS_DIR, 'study'), 'Where the study writes.')
 flags.DEFINE_string('data_dir', None, 'An emoji-scenes set (default: the embedded one).')
-flags.DEFINE_enum('size', 'small', list(grid.SIZES), 'Steps per stage (fidelity against time).')
+flags.DEFINE_enum('size', grid.DEFAULT_SIZE, list(grid.SIZES),
+                  'Steps per stage (fidelity against time); `main`, the main job\'s regime, is '
+                  'the only one whose cells can be valid.')
 flags.DEFINE_list('cells', ['default'], 'Cell ids or globs (table2.*, table3.rand_st.f20), '
                   '"default" (the default grid) or "all".')
-flags.DEFINE_list('seeds', ['0'], 'Seeds: each runs every selected cell, teachers included, '
-                  'in STUDY_DIR/seed<k>/; the report gives each cell\'s mean and spread.')
+flags.DEFINE_list('seeds', [], 'Seeds: each runs every selected cell, teachers included, in '
+                  'STUDY_DIR/seed<k>/. Default: each cell its own count (2; 3 for Table 2\'s '
+                  'Rand Init rows), enough for its findings to be judged.')
+flags.DEFINE_integer('jobs', 2, 'Seeds run side by side, each in its own process with its '
+                     'share of the cores: on 2 cores two 1-thread teachers train 1.3-1.5x the '
+                     'images per second of one 2-thread teacher (`./run.sh bench_parallel`, '
+                     'docs/benchmarks.md). 1: one seed after another.')
 flags.DEFINE_bool('list', False, 'List the cells and exit.')
 flags.DEFINE_bool('report_only', False, 'Rewrite the report from finished cells and exit.')
+flags.DEFINE_bool('report', True, 'Write the report after the run (off: the runs of `--jobs`).')
+flags.DEFINE_integer('side_by_side', 1, 'Internal: how many seeds `--jobs` runs at once.')
+
+
+def _study(seed: int, data_dir: str) -> runner.Study:
+  return runner.Study(os.path.join(FLAGS.study_dir, f'seed{seed}'), data_dir,
+                      grid.SIZES[FLAGS.size], FLAGS.size, seed,
+                      progress=lambda line: print(line, flush=True),
+                      pretrain_dir=os.path.dirname(os.path.abspath(FLAGS.study_dir)),
+                      side_by_side=FLAGS.side_by_side)
+
+
+def _forward(proc: subprocess.Popen, prefix: str) -> None:
+  for line in proc.stdout:
+    print(prefix + line, end='', flush=True)
+
+
+def run_side_by_side(plan, data_dir: str) -> None:
+  """Each seed of `plan` in a process of its own, `--jobs` at a time; their output
+  interleaved, each line prefixed by its seed. A failed seed is named, the others go on."""
+  pending, running, failed = list(plan), [], []
+  while pending or running:
+    while pending and len(running) < FLAGS.jobs:
+      seed, cells = pending.pop(0)
+      at_once = min(FLAGS.jobs, len(pending) + 1 + len(running))  # the cores shared out
+      threads = str(max(1, (os.cpu_count() or 1) // at_once))
+      env = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads)
+      cmd = [sys.executable, '-m', 'projects.self_training.study.study', '--noreport',
+             f'--side_by_side={at_once}',
+             f'--seeds={seed}', f'--cells={",".join(c.id for c in cells)}',
+             f'--size={FLAGS.size}', f'--study_dir={FLAGS.study_dir}', f'--data_dir={data_dir}']
+      proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+      forward = threading.Thread(target=_forward, args=(proc, f'[seed {seed}] '), daemon=True)
+      forward.start()
+      running.append((seed, proc, forward))
+      print(f'study: seed {seed} started ({len(cells)} cells, {threads} thread(s))', flush=True)
+    while all(proc.poll() is None for _, proc, _ in running):
+      time.sleep(2)
+    for item in [r for r in running if r[1].poll() is not None]:
+      seed, proc, forward = item
+      forward.join()
+      running.remove(item)
+      if proc.returncode:
+        failed.append(seed)
+  if failed:
+    raise trainer.ConfigError(f'seed(s) {", ".join(map(str, failed))} failed (their lines '
+                              'above); finished cells are kept, a re-run resumes')
 
 
 def main(argv):
@@ -62,29 +123,37 @@ def main(argv):
   trainer.quiet_logs()
   with cli.errors_in_one_line(trainer.ConfigError, ValueError):
     cells = grid.select(grid.grid(), FLAGS.cells)
+    plan = grid.seed_plan(cells, [int(seed) for seed in FLAGS.seeds])
     if FLAGS.list:
-      for c in cells:
-        print(f'{c.id:40s} {c.group.name:22s} {c.kind}')
+      for seed, seed_cells in plan:
+        print(f'seed {seed}: {len(seed_cells)} cells')
+        for c in seed_cells:
+          print(f'  {c.id:40s} {c.group.name:22s} {c.kind}')
       return
     if not FLAGS.report_only:
+      if FLAGS.jobs < 1:
+        raise trainer.ConfigError(f'--jobs must be at least 1, got {FLAGS.jobs}')
       data_dir = emoji_scenes.resolve_data_dir(FLAGS.data_dir)
       # The joint experiment reads `iconic` from the embedded data's directory.
       os.environ['EMOJI_SCENES_DIR'] = data_dir
-      seeds = [int(seed) for seed in FLAGS.seeds]
       start = time.time()
-      for seed in seeds:
-        print(f'study: seed {seed}', flush=True)
-        study = runner.Study(os.path.join(FLAGS.study_dir, f'seed{seed}'), data_dir,
-                             grid.SIZES[FLAGS.size], FLAGS.size, seed,
-                             progress=lambda line: print(line, flush=True),
-                             pretrain_dir=os.path.dirname(os.path.abspath(FLAGS.study_dir)))
-        study.run(cells)
-      print(f'study: {len(cells)} cells x {len(seeds)} seed(s) in {time.time() - start:.0f} s')
+      if FLAGS.jobs > 1 and len(plan) > 1:
+        for seed, seed_cells in plan:  # once, before the seeds share it
+          for init in dict.fromkeys(c.group.init for c in seed_cells):
+            _study(seed, data_dir).pretrained(init)
+        run_side_by_side(plan, data_dir)
+      else:
+        for seed, seed_cells in plan:
+          print(f'study: seed {seed}', flush=True)
+          _study(seed, data_dir).run(seed_cells)
+      print(f'study: {sum(len(c) for _, c in plan)} cell runs over {len(plan)} seed(s) in '
+            f'{time.time() - start:.0f} s', flush=True)
+    if not FLAGS.report:
+      return
     path = report.write_report(FLAGS.study_dir)
   with open(path) as f:
     print(f.read())
   print(f'Report: {path}')
-
 
 if __name__ == '__main__':
   app.run(main)
