@@ -7,8 +7,9 @@ Init supervised cell of the same column, and the paper's) with Figure-1 style pl
 What a cell is:
   group         one teacher: an initialization (gin/init) x an augmentation (gin/augment) x
                 a labeled fraction (nested subsets of `train`), optionally joint-trained
-                with `iconic` classification (Table 7). Every group trains the same number
-                of steps from the same seed: one budget and seed policy for every cell.
+                with `iconic` classification (Table 7). Every group follows one budget
+                rule (`--size`; at `main`, to its held-out plateau within a budget scaled by
+                its augmentation) and one seed policy: nothing is tuned per cell.
   supervised    the group's teacher trained further on human labels alone, as many steps
                 as a student (the same-compute control of the main job)
   self_training the student: from the teacher, half human and half pseudo-labeled batches,
