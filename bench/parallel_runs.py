@@ -24,6 +24,8 @@ from absl import flags
 # teacher_throughput's.
 import teacher_throughput
 
+from projects.self_training.common import cli  # pylint: disable=g-bad-import-order
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('jobs', 2, 'Processes side by side.')
 flags.DEFINE_enum('augment', 's1', list(teacher_throughput.POLICIES),
@@ -46,8 +48,7 @@ def child():
 
 def run_side_by_side(jobs: int):
   """Starts `jobs` children together; returns each one's img/s."""
-  threads = str(max(1, (os.cpu_count() or 1) // jobs))
-  env = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads)
+  env = cli.shared_cores_env(jobs)
   cmd = [sys.executable, os.path.abspath(__file__), '--child', f'--augment={FLAGS.augment}',
          f'--train_steps={FLAGS.train_steps}', f'--windows={FLAGS.windows}'] + (
              [f'--data_dir={FLAGS.data_dir}'] if FLAGS.data_dir else [])

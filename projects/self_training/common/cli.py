@@ -2,12 +2,20 @@
 stray arguments."""
 
 import contextlib
+import os
 import sys
-from typing import Iterator, NoReturn, Sequence, Type
+from typing import Dict, Iterator, NoReturn, Sequence, Type
 
 from absl import app
 
 EXIT_USAGE = 2
+
+
+def shared_cores_env(processes: int) -> Dict[str, str]:
+  """The environment of one of `processes` TensorFlow processes run side by side: the
+  cores shared out between them (its `TF_NUM_INTRAOP_THREADS` and `TF_NUM_INTEROP_THREADS`)."""
+  threads = str(max(1, (os.cpu_count() or 1) // max(1, processes)))
+  return dict(os.environ, TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads)
 
 
 def one_line(err: BaseException) -> str:

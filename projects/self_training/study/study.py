@@ -94,8 +94,8 @@ def run_side_by_side(plan, data_dir: str) -> None:
     while pending and len(running) < FLAGS.jobs:
       seed, cells = pending.pop(0)
       at_once = min(FLAGS.jobs, len(pending) + 1 + len(running))  # the cores shared out
-      threads = str(max(1, (os.cpu_count() or 1) // at_once))
-      env = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads)
+      env = cli.shared_cores_env(at_once)
+      threads = env['TF_NUM_INTRAOP_THREADS']
       cmd = [sys.executable, '-m', 'projects.self_training.study.study', '--noreport',
              f'--side_by_side={at_once}',
              f'--seeds={seed}', f'--cells={",".join(c.id for c in cells)}',

@@ -564,10 +564,7 @@ def dryrun_each(names: Sequence[str]) -> None:
   flag_args = [f'--image_size={FLAGS.image_size}', f'--batch_size={FLAGS.batch_size}',
                f'--eager={FLAGS.eager}'] + ([f'--data_dir={FLAGS.data_dir}'] if FLAGS.data_dir
                                             else [])
-  env = dict(os.environ)
-  if FLAGS.jobs > 1:  # the cores shared out between the jobs
-    threads = str(max(1, (os.cpu_count() or 1) // FLAGS.jobs))
-    env.update(TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads)
+  env = cli.shared_cores_env(FLAGS.jobs) if FLAGS.jobs > 1 else dict(os.environ)
   pending, running, failed = list(names), [], []
   while pending or running:
     while pending and len(running) < max(1, FLAGS.jobs):
