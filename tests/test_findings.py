@@ -2,6 +2,7 @@
 
 import pytest
 
+from projects.self_training.common import trainer
 from projects.self_training.study import findings
 
 
@@ -9,13 +10,24 @@ def _run(ap, valid=True, reasons=()):
   return {'val': {'AP': ap / 100}, 'validity': {'valid': valid, 'reasons': list(reasons)}}
 
 
-def test_teacher_plateau_rule():
+def test_teacher_convergence_rule():
   assert findings.teacher_reasons({'stopped': 'plateau'}) == []
-  peaked = {'stopped': 'train_steps', 'best_step': 7000,
+  peaked = {'stopped': 'train_steps', 'best_step': 7000, 'holdout': {'AP': 0.36},
             'history': [{'step': 7000}, {'step': 8000}]}
-  assert findings.teacher_reasons(peaked) == []
+  assert not findings.cut_off(peaked) and findings.teacher_reasons(peaked) == []
+  # Its budget ended at its best: invalid unless training longer stops helping.
   cut = dict(peaked, best_step=8000)
+  assert findings.cut_off(cut)
   assert 'did not plateau' in findings.teacher_reasons(cut)[0]
+  tol = findings.LONGER_TOLERANCE
+  assert tol == pytest.approx(100 * trainer.Plateau.min_delta)  # one notion of "improves"
+  for gain, valid in ((-1.0, True), (tol - 0.01, True), (tol + 0.01, False)):
+    longer = {'holdout': {'AP': 0.36 + gain / 100}, 'history': [{'step': 12000}]}
+    assert findings.longer_gain(cut, longer) == pytest.approx(gain)
+    reasons = findings.teacher_reasons(cut, longer)
+    assert (reasons == []) == valid, (gain, reasons)
+  assert reasons == [f'teacher did not converge: trained {findings.LONGER_FACTOR:g}x longer '
+                     f'(12000 steps) it gained +{tol + 0.01:.2f} held-out AP (tolerance {tol:g})']
 
 
 def test_collapsed_pseudo_labels():

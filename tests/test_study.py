@@ -1,5 +1,6 @@
 """The study runner (paper Tables 2, 3, 4, 7, 10, App. B) and `compare`."""
 
+import dataclasses
 import os
 
 import pytest
@@ -193,10 +194,33 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
   path = report.write_report(study_dir)
   text = open(path).read()
   assert '### Table 2' in text and '| Rand Init w/ Self-training | invalid |' in text
-  assert 'Invalid runs (teacher not plateaued, or collapsed pseudo labels): 2 of 2' in text
+  assert 'Invalid runs (teacher not converged, or collapsed pseudo labels): 2 of 2' in text
   assert '| table2.rand.s1 | 0 |' in text and 'no: teacher did not plateau' in text
   assert '**not judged**' in text and 'table2.rand.s1 seed 0 invalid' in text
   assert os.path.exists(os.path.join(study_dir, 'figure1.png'))
+
+  # A rule that asks for the convergence test judges the finished cells again: it trains
+  # the teacher 1.5x longer once for the group (9 steps), rewrites both verdicts, and a
+  # further re-run trains nothing.
+  monkeypatch.undo()
+  lines.clear()
+  checked = runner.Study(study_dir, study_data, dataclasses.replace(tiny, longer_factor=1.5),
+                         'tiny', progress=lines.append)
+  again = checked.run(cells)
+  longer = trainer.read_json(os.path.join(group, 'longer', 'teacher', 'teacher_metrics.json'))
+  assert longer['history'][-1]['step'] == 9
+  assert sum('teacher: emoji_retinanet, up to 9 steps' in line for line in lines) == 1
+  teacher = trainer.read_json(os.path.join(group, 'teacher', 'teacher_metrics.json'))
+  converged = findings.longer_gain(teacher, longer) <= findings.LONGER_TOLERANCE
+  for r in again:
+    assert r == trainer.read_json(os.path.join(study_dir, 'cells', f'{r["id"]}.json'))
+    assert r['validity']['longer']['steps'] == 9
+    assert not any('did not plateau' in reason for reason in r['validity']['reasons'])
+    assert any('did not converge' in reason for reason in r['validity']['reasons']) != converged
+  assert again[0]['validity']['valid'] == converged  # the control: no pseudo labels
+  lines.clear()
+  assert checked.run(cells) == again
+  assert all(line.startswith('[') for line in lines), lines
 
 
 @pytest.mark.slow

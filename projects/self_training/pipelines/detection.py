@@ -31,6 +31,7 @@ RESULT = 'result.json'
 STARTED = 'started_with.json'   # a training stage's settings, written when it starts
 # Stages that fine-tune the teacher; a seed's runs of them may sit side by side.
 FINETUNE_STAGES = ('control', 'student', 'train_aug')
+TEACHER_METRICS = 'teacher_metrics.json'  # the teacher's completion file
 # What each stage reads: forcing a stage redoes every stage that depends on it.
 DEPENDS_ON = {'teacher': (), 'export': ('teacher',), 'pseudo': ('export',),
               'control': ('teacher',), 'student': ('teacher', 'pseudo')}
@@ -195,11 +196,16 @@ def teacher_params(s: Settings):
                               gin_files=s.gin_files, gin_params=s.gin_params)
 
 
+def finished_teacher(s: Settings) -> Optional[Dict[str, Any]]:
+  """The summary of the teacher of `s` when it finished (None: not trained yet)."""
+  return trainer.read_json(os.path.join(s.dir('teacher'), TEACHER_METRICS))
+
+
 def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, Any]:
   """Trains the teacher to its held-out plateau; evaluates its best checkpoint on val."""
   fresh(s, 'teacher')
   model_dir = s.dir('teacher')
-  done = trainer.read_json(os.path.join(model_dir, 'teacher_metrics.json'))
+  done = finished_teacher(s)
   wanted = {'experiment': s.teacher_experiment, 'override': s.teacher_override,
             'gin_files': list(s.gin_files), 'gin_params': list(s.gin_params),
             'train_input': s.train_input}
@@ -218,7 +224,7 @@ def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, A
       progress=lambda line: progress('  ' + line))
   summary = _summary(params, result, s, experiment=s.teacher_experiment,
                      gin_files=list(s.gin_files), stopped=result['stopped'], settings=wanted)
-  trainer.write_json(os.path.join(model_dir, 'teacher_metrics.json'), summary)
+  trainer.write_json(os.path.join(model_dir, TEACHER_METRICS), summary)
   return summary
 
 

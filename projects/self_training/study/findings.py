@@ -1,11 +1,18 @@
 """What the study may conclude: whether a cell tests what it claims, and the paper's findings
 judged over seeds.
 
-A cell is *valid* when its teacher reached its held-out plateau (a teacher cut off by its
-step budget while still improving stands for no init or augmentation) and, for a student,
+A cell is *valid* when its teacher converged and, for a student,
 when the pseudo labels it read did not collapse: at least `MIN_BOXES_PER_IMAGE` boxes per
 pool image at the threshold, and a precision of at least `MIN_PRECISION` on `holdout`. An
 invalid cell is reported with its reasons, never used for a finding.
+
+A teacher *converged* when its held-out AP plateaued (the plateau rule stopped it), or peaked
+before its step budget ended, or, the paper's own test (Section 3, Appendix H: "training
+longer stops helping"), when the same teacher trained `LONGER_FACTOR` times longer (a
+longer cosine schedule, not more steps at its end) gains at most `LONGER_TOLERANCE` held-out
+AP. Under a cosine schedule the last evals are the best more often than not, so the last
+test is the one that decides most teachers; a size without it (`grid.Size.longer_factor`)
+leaves a teacher its budget cut off invalid.
 
 A finding is a set of checks, each a signed sum of cells' `val` AP computed per seed (e.g.
 self-training's gain at Augment-S1: `table2.rand_st.s1 - table2.rand.s1`). A check *holds*
@@ -25,22 +32,51 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 MIN_BOXES_PER_IMAGE = 0.5
 MIN_PRECISION = 0.5
 MIN_SEEDS = 2
+# The convergence test of a teacher its budget cut off (see the module docstring). The
+# tolerance, in held-out AP points, is the gain the plateau rule counts as improvement
+# (`trainer.Plateau.min_delta`).
+LONGER_FACTOR = 1.5
+LONGER_TOLERANCE = 0.5
 HEADLINE_SEEDS = 3
 
 HOLDS, DOES_NOT_HOLD, WITHIN_NOISE, NOT_JUDGED = (
     'holds', 'does not hold', 'within noise', 'not judged')
 
 
-def teacher_reasons(teacher: Dict[str, Any]) -> List[str]:
-  """Why a teacher's summary cannot stand for its group (empty: it can)."""
+def cut_off(teacher: Dict[str, Any]) -> bool:
+  """True when the teacher's step budget ended while its held-out AP was still at its best
+  (its last eval), so the budget, not convergence, may have stopped it."""
   if teacher.get('stopped') == 'plateau':
-    return []
+    return False
+  history = teacher.get('history') or []
+  if not history or teacher.get('best_step') is None:
+    return True
+  return teacher['best_step'] >= history[-1]['step']
+
+
+def longer_gain(teacher: Dict[str, Any], longer: Dict[str, Any], metric: str = 'AP') -> float:
+  """Held-out AP points the teacher trained `LONGER_FACTOR` times longer gained over it."""
+  return 100 * (longer['holdout'][metric] - teacher['holdout'][metric])
+
+
+def teacher_reasons(teacher: Dict[str, Any], longer: Optional[Dict[str, Any]] = None,
+                    metric: str = 'AP') -> List[str]:
+  """Why a teacher's summary cannot stand for its group (empty: it can). `longer`: the same
+  teacher trained `LONGER_FACTOR` times longer, the paper's convergence test for a teacher
+  its budget cut off."""
+  if not cut_off(teacher):
+    return []  # plateaued, or held-out AP peaked before the budget ended
   history = teacher.get('history') or []
   last = history[-1]['step'] if history else None
-  if last is not None and teacher.get('best_step') is not None and teacher['best_step'] < last:
-    return []  # held-out AP peaked before the budget ended
-  return [f'teacher did not plateau: held-out AP was still at its best at the last eval '
-          f'(step {last}) when its step budget ended']
+  if longer is None:
+    return [f'teacher did not plateau: held-out AP was still at its best at the last eval '
+            f'(step {last}) when its step budget ended']
+  gain = longer_gain(teacher, longer, metric)
+  if gain <= LONGER_TOLERANCE:
+    return []
+  steps = (longer.get('history') or [{}])[-1].get('step')
+  return [f'teacher did not converge: trained {LONGER_FACTOR:g}x longer ({steps} steps) it '
+          f'gained {gain:+.2f} held-out AP (tolerance {LONGER_TOLERANCE:g})']
 
 
 def pseudo_reasons(summary: Dict[str, Any], quality: Optional[Dict[str, Any]]) -> List[str]:

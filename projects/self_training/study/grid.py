@@ -22,13 +22,16 @@ class Size:
   """Steps per stage. `teacher_steps` None: the registered recipe, stopped by the plateau
   rule (with `scale_by_augmentation`, its budget times Appendix H's ratio of the group's
   augmentation's Rand Init steps to Augment-S1's). `finetune_steps` None: the main job's
-  protocol for control and student (`pipelines/detection.Settings`)."""
+  protocol for control and student (`pipelines/detection.Settings`). `longer_factor`: a
+  teacher its budget cut off is trained this many times longer, the convergence test of
+  `findings.teacher_reasons` (None: such a teacher is invalid)."""
   teacher_steps: Optional[int]
   finetune_steps: Optional[int]
   pretrain_steps: Optional[int]
   override: str = ''             # extra params override for every detection stage
   pretrain_override: str = ''    # and for pre-training
   scale_by_augmentation: bool = False
+  longer_factor: Optional[float] = None
 
 
 def teacher_budget_factor(aug: str) -> float:
@@ -53,11 +56,12 @@ SIZES = {
     'small': Size(500, 150, None),
     'medium': Size(1500, 400, None),
     # The main job's recipe: teachers to their held-out plateau, 800-step students.
-    'full': Size(None, 800, None),
+    'full': Size(None, 800, None, longer_factor=findings.LONGER_FACTOR),
     # The main job's regime (the default): teachers to their held-out plateau within the
     # registered budget scaled by augmentation (Augment-S4: 8/3 of it), control and student
     # by the main job's protocol.
-    'main': Size(None, None, None, scale_by_augmentation=True),
+    'main': Size(None, None, None, scale_by_augmentation=True,
+                 longer_factor=findings.LONGER_FACTOR),
 }
 DEFAULT_SIZE = 'main'
 

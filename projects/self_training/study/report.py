@@ -185,9 +185,13 @@ def cells_section(runs: Runs) -> List[str]:
       validity = r.get('validity') or {'valid': True, 'reasons': []}
       shared = r.get('side_by_side', 1)
       seconds = f'{r["seconds"]:.0f}' + (f' ({shared} side by side)' if shared > 1 else '')
+      verdict = 'yes' if validity['valid'] else 'no: ' + '; '.join(validity['reasons'])
+      longer = validity.get('longer')
+      if longer and validity['valid']:
+        verdict += (f' (converged: {longer["steps"]} steps gave {longer["gain"]:+.2f} held-out '
+                    'AP)')
       lines.append(f'| {cell_id} | {seed} | {100 * r["val"]["AP"]:.1f} | {seconds} | '
-                   + ('yes' if validity['valid'] else
-                      'no: ' + '; '.join(validity['reasons'])) + ' |')
+                   f'{verdict} |')
   return lines + ['']
 
 
@@ -216,7 +220,7 @@ def write_report(study_dir: str) -> str:
   lines = [
       '# Pre-training vs self-training: the study', '',
       f'{len(runs)} cells at size `{identity["size"]}` (teachers: '
-      + (f'{steps["teacher"]} steps' if steps['teacher'] else 'to their held-out plateau')
+      + (f'{steps["teacher"]} steps' if steps['teacher'] else 'to convergence on `holdout`')
       + '; control and student: '
       + (f'{steps["finetune"]} steps' if steps['finetune'] else "the main job's protocol")
       + f'), seeds {", ".join(map(str, seeds))}: '
@@ -233,7 +237,7 @@ def write_report(study_dir: str) -> str:
       '(a run resumed after a kill counts its last part only; pre-training not included; '
       'seeds run side by side with `--jobs` each count their own wall time).' +
       (f' Pre-training: {"; ".join(pretrain)}.' if pretrain else ''),
-      f'Invalid runs (teacher not plateaued, or collapsed pseudo labels): {invalid} of '
+      f'Invalid runs (teacher not converged, or collapsed pseudo labels): {invalid} of '
       f'{len(records)}; they are left out of every mean and finding.', '']
   lines += findings.findings_section(runs)
   lines += report_tables(runs)

@@ -53,7 +53,8 @@ class Study:
                     f'({fraction:.0%}, nested) -> {summary["output_pattern"]}')
     return f'{prefix}-*.tfrecord'
 
-  def pretrained(self, init: str) -> Optional[str]:
+  def pretrained(self, init: str,
+                 progress: Optional[Callable[[str], None]] = None) -> Optional[str]:
     """The checkpoint of a pre-trained init (pre-trained once per study, at its size)."""
     if init == 'rand':
       return None
@@ -67,30 +68,29 @@ class Study:
       override = pipeline.join_overrides(grid.fixed_schedule(steps, max_warmup=100), override)
     trainer.quiet_logs()  # importing the classification stack turns TensorFlow's INFO back on
     result = pretrain.run(init, self.pretrain_root(), self.data_dir, params_override=override,
-                          progress=self.progress)
+                          progress=progress or self.progress)
     return result['best_checkpoint']
 
-  def settings(self, group: grid.Group, **replace) -> pipeline.Settings:
+  def group_dir(self, group: grid.Group) -> str:
+    return os.path.join(self.study_dir, 'groups', group.name)
+
+  def settings(self, group: grid.Group, progress: Optional[Callable[[str], None]] = None,
+               **replace) -> pipeline.Settings:
     """The pipeline settings of a group's teacher and its fine-tuning stages."""
     gin_params = []
-    checkpoint = self.pretrained(group.init)
+    checkpoint = self.pretrained(group.init, progress)
     if checkpoint:
       gin_params.append(f"{grid.INIT_MACROS[group.init]} = '{checkpoint}'")
-    schedule = ''
     size = self.size
-    if size.teacher_steps is not None:
-      schedule = grid.fixed_schedule(size.teacher_steps, max_warmup=150)
-    elif size.scale_by_augmentation:
-      schedule = self.scaled_budget(group)
     joint = '_joint' if group.joint else ''
     s = pipeline.Settings(
-        data_dir=self.data_dir, runs_dir=os.path.join(self.study_dir, 'groups', group.name),
+        data_dir=self.data_dir, runs_dir=self.group_dir(group),
         teacher_experiment=f'emoji_retinanet{joint}',
         student_experiment=f'emoji_retinanet{joint}_student',
         gin_files=[os.path.join(paths.GIN_DIR, 'augment', f'{group.aug}.gin'),
                    os.path.join(paths.GIN_DIR, 'init', f'{group.init}.gin')],
         gin_params=gin_params,
-        teacher_override=pipeline.join_overrides(schedule, size.override),
+        teacher_override=pipeline.join_overrides(self.teacher_schedule(group), size.override),
         student_override=size.override,
         plateau_patience=3 if size.teacher_steps is None else 10 ** 6,
         # The main job's pool and pseudo labels (4 views). Not `iconic`: the plateaued main
@@ -105,10 +105,14 @@ class Study:
           eval_interval=size.finetune_steps if size.teacher_steps is not None else 200)
     return dataclasses.replace(s, **replace)
 
-  def scaled_budget(self, group: grid.Group) -> str:
-    """Params override: the registered teacher's steps (and cosine decay) times
-    `grid.teacher_budget_factor` of the group's augmentation; its evals and warm-up kept."""
-    factor = grid.teacher_budget_factor(group.aug)
+  def teacher_schedule(self, group: grid.Group, longer: float = 1.0) -> str:
+    """Params override of the group's teacher schedule, `longer` times its steps: the
+    size's fixed steps, or the registered teacher's steps (and cosine decay) times
+    `grid.teacher_budget_factor` of the group's augmentation, its evals and warm-up kept."""
+    if self.size.teacher_steps is not None:
+      return grid.fixed_schedule(round(self.size.teacher_steps * longer), max_warmup=150)
+    factor = longer * (grid.teacher_budget_factor(group.aug)
+                       if self.size.scale_by_augmentation else 1.0)
     if factor == 1.0:
       return ''
     joint = '_joint' if group.joint else ''
@@ -120,16 +124,49 @@ class Study:
 
   def run_cell(self, cell: grid.Cell) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Trains what the cell needs (or finds it done); returns its stage summary and its
-    validity (`findings.teacher_reasons`, and for a student `findings.pseudo_reasons`)."""
+    validity (`judge`)."""
     s = self.settings(cell.group)
     teacher = pipeline.teacher(s, self.progress)
-    reasons = findings.teacher_reasons(teacher)
-    summary = self._run_stage(cell, s, teacher, reasons)
-    return summary, {'valid': not reasons, 'reasons': reasons}
+    validity = self.judge(cell, s, teacher)
+    return self._run_stage(cell, s, teacher), validity
 
-  def _run_stage(self, cell: grid.Cell, s: pipeline.Settings, teacher: Dict[str, Any],
-                 reasons: List[str]) -> Dict[str, Any]:
-    """The cell's own stage; a student's pseudo-label reasons join `reasons`."""
+  def judge(self, cell: grid.Cell, s: Optional[pipeline.Settings] = None,
+            teacher: Optional[Dict[str, Any]] = None, quiet: bool = False) -> Dict[str, Any]:
+    """The cell's validity: `findings.teacher_reasons`, after the convergence test (the
+    teacher trained `size.longer_factor` times longer, once per group) when the budget cut
+    it off; for a student, `findings.pseudo_reasons` of the pseudo labels it reads (made
+    here when missing). `quiet`: finding completed stages says nothing."""
+    look = (lambda _: None) if quiet else self.progress
+    s = s or self.settings(cell.group, look)
+    teacher = teacher or pipeline.teacher(s, look)
+    longer = None
+    if findings.cut_off(teacher) and self.size.longer_factor:
+      longer_s = self.longer_settings(s, cell.group)
+      trained = pipeline.finished_teacher(longer_s)
+      if not trained:
+        self.progress(f'teacher: its budget ended at its best held-out AP; the convergence '
+                      f'test trains it {self.size.longer_factor:g}x longer')
+      longer = pipeline.teacher(longer_s, look if trained else self.progress)
+    reasons = findings.teacher_reasons(teacher, longer)
+    if cell.kind != 'supervised':
+      reasons += self._pseudo(s, teacher, look)
+    validity = {'valid': not reasons, 'reasons': reasons}
+    if longer:
+      validity['longer'] = {'steps': longer['history'][-1]['step'],
+                            'holdout_AP': longer['holdout']['AP'],
+                            'gain': round(findings.longer_gain(teacher, longer), 2)}
+    return validity
+
+  def longer_settings(self, s: pipeline.Settings, group: grid.Group) -> pipeline.Settings:
+    """The group's teacher `size.longer_factor` times longer, under `longer/`."""
+    return dataclasses.replace(
+        s, runs_dir=os.path.join(s.runs_dir, 'longer'),
+        teacher_override=pipeline.join_overrides(
+            self.teacher_schedule(group, self.size.longer_factor), self.size.override))
+
+  def _run_stage(self, cell: grid.Cell, s: pipeline.Settings,
+                 teacher: Dict[str, Any]) -> Dict[str, Any]:
+    """The cell's own stage (a student's pseudo labels were made by `judge`)."""
     if cell.kind == 'supervised':
       return pipeline.finetune(s, 'control', s.teacher_experiment, teacher['checkpoint'],
                                progress=self.progress)
@@ -145,7 +182,6 @@ class Study:
       s = dataclasses.replace(s, student_steps=steps, student_learning_rate=lr,
                               student_warmup_steps=warmup, eval_interval=every,
                               finetune_subdir='from_random')
-      reasons += self._pseudo(s, teacher)
       return pipeline.student(s, None, self.progress)
     if cell.alpha is not None:
       norm = 'norm' if cell.normalize else 'standard'
@@ -154,14 +190,30 @@ class Study:
           student_override=pipeline.join_overrides(
               s.student_override, f'task.loss_normalization.alpha={cell.alpha},'
               f'task.loss_normalization.normalize={str(cell.normalize).lower()}'))
-    reasons += self._pseudo(s, teacher)
     return pipeline.student(s, teacher['checkpoint'], self.progress)
 
-  def _pseudo(self, s: pipeline.Settings, teacher: Dict[str, Any]) -> List[str]:
+  def _pseudo(self, s: pipeline.Settings, teacher: Dict[str, Any],
+              progress: Callable[[str], None]) -> List[str]:
     """Exports and pseudo-labels (or finds them done); why the labels are collapsed."""
-    saved_model = pipeline.export(s, teacher, self.progress)
-    summary = pipeline.pseudo_label(s, saved_model, self.progress)
+    saved_model = pipeline.export(s, teacher, progress)
+    summary = pipeline.pseudo_label(s, saved_model, progress)
     return findings.pseudo_reasons(summary, pipeline.pseudo_quality(s, saved_model))
+
+  def rejudge(self, cell: grid.Cell, done: Dict[str, Any], path: str) -> Dict[str, Any]:
+    """A finished cell judged again by today's rules (`judge`, which may run the convergence
+    test it lacks), its JSON rewritten when the verdict changed. Without its teacher's
+    directory (e.g. only `cells/` copied) its stored verdict stands."""
+    if not trainer.read_json(os.path.join(self.group_dir(cell.group), 'teacher',
+                                          pipeline.TEACHER_METRICS)):
+      return done
+    validity = self.judge(cell, quiet=True)
+    if validity == done.get('validity'):
+      return done
+    done = dict(done, validity=validity)
+    trainer.write_json(path, done)
+    self.progress(f'  re-judged: {"valid" if validity["valid"] else "invalid"}'
+                  + ''.join(f'; {r}' for r in validity['reasons']))
+    return done
 
   def steps(self) -> Dict[str, Optional[int]]:
     return {'teacher': self.size.teacher_steps, 'finetune': self.size.finetune_steps,
@@ -203,7 +255,7 @@ class Study:
       if done:
         self.progress(f'[{i}/{len(cells)}] {cell.id}: done (AP {100 * done["val"]["AP"]:.1f}), '
                       'skipped')
-        records.append(done)
+        records.append(self.rejudge(cell, done, path))
         continue
       self.progress(f'[{i}/{len(cells)}] {cell.id}: {cell.group.name}, {cell.kind}')
       self.pretrained(cell.group.init)  # outside the cell's time: it serves every cell

@@ -8,8 +8,8 @@ What a cell is:
   group         one teacher: an initialization (gin/init) x an augmentation (gin/augment) x
                 a labeled fraction (nested subsets of `train`), optionally joint-trained
                 with `iconic` classification (Table 7). Every group follows one budget
-                rule (`--size`; at `main`, to its held-out plateau within a budget scaled by
-                its augmentation) and one seed policy: nothing is tuned per cell.
+                rule (`--size`; at `main`, to convergence within a budget scaled by its
+                augmentation) and one seed policy: nothing is tuned per cell.
   supervised    the group's teacher trained further on human labels alone, as many steps
                 as a student (the same-compute control of the main job)
   self_training the student: from the teacher, half human and half pseudo-labeled batches,
@@ -21,8 +21,11 @@ Cells that need the same runs share them (a teacher and its pseudo labels serve 
 of its group). Each cell writes `cells/<id>.json` last; a re-run skips finished cells, and a
 killed run resumes inside a cell from the pipeline's own checkpoints and completion files.
 
-A cell whose teacher did not plateau or whose pseudo labels collapsed is invalid and kept
-out of every finding (`findings.py`). Each cell runs at as many seeds as its findings need
+A cell whose teacher did not converge or whose pseudo labels collapsed is invalid and kept
+out of every finding (`findings.py`). A teacher its budget stopped at its best held-out AP
+converged when the same teacher trained 1.5x longer (`longer/` in its group) gains at most
+`findings.LONGER_TOLERANCE` held-out AP, the paper's test; a re-run judges finished cells
+again by these rules, and runs that test where it is missing. Each cell runs at as many seeds as its findings need
 (2; 3 for Table 2's headline rows), each seed in its own `seed<k>/` directory, or at the
 seeds of `--seeds`; `--jobs N` runs N seeds side by side. The report gives means, spreads
 and, per finding of the paper, holds / does not hold / within noise. `--size` trades
