@@ -221,6 +221,9 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
   lines.clear()
   assert checked.run(cells) == again
   assert all(line.startswith('[') for line in lines), lines
+  text = open(report.write_report(study_dir)).read()
+  assert 'Convergence tests (a teacher trained longer): 1, ' in text
+  assert ('(converged: 9 steps gave' in text) == converged
 
 
 @pytest.mark.slow

@@ -189,7 +189,7 @@ def cells_section(runs: Runs) -> List[str]:
       longer = validity.get('longer')
       if longer and validity['valid']:
         verdict += (f' (converged: {longer["steps"]} steps gave {longer["gain"]:+.2f} held-out '
-                    'AP)')
+                    f'AP, {longer["train_seconds"]} s)')
       lines.append(f'| {cell_id} | {seed} | {100 * r["val"]["AP"]:.1f} | {seconds} | '
                    f'{verdict} |')
   return lines + ['']
@@ -215,6 +215,8 @@ def write_report(study_dir: str) -> str:
               f'{100 * result["contrastive_top1"]:.1f}% contrastive top-1')
       pretrain.append(f'{kind} {top1} / linear probe '
                       f'{100 * result["linear_probe_top1"]:.1f}% ({result["wall_seconds"]:.0f} s)')
+  tests = {(r.get('seed', 0), grid.Group(**r['group']).name): r['validity']['longer']
+           for r in records if (r.get('validity') or {}).get('longer')}
   steps = identity['steps']
   invalid = sum(not (r.get('validity') or {'valid': True})['valid'] for r in records)
   lines = [
@@ -236,6 +238,8 @@ def write_report(study_dir: str) -> str:
       f'Compute: {seconds:.0f} s of wall time on this machine, summed over {len(records)} runs '
       '(a run resumed after a kill counts its last part only; pre-training not included; '
       'seeds run side by side with `--jobs` each count their own wall time).' +
+      (f' Convergence tests (a teacher trained longer): {len(tests)}, '
+       f'{sum(t["train_seconds"] for t in tests.values())} s of training.' if tests else '') +
       (f' Pre-training: {"; ".join(pretrain)}.' if pretrain else ''),
       f'Invalid runs (teacher not converged, or collapsed pseudo labels): {invalid} of '
       f'{len(records)}; they are left out of every mean and finding.', '']

@@ -154,7 +154,8 @@ class Study:
     if longer:
       validity['longer'] = {'steps': longer['history'][-1]['step'],
                             'holdout_AP': longer['holdout']['AP'],
-                            'gain': round(findings.longer_gain(teacher, longer), 2)}
+                            'gain': round(findings.longer_gain(teacher, longer), 2),
+                            'train_seconds': round(longer['train_seconds'])}
     return validity
 
   def longer_settings(self, s: pipeline.Settings, group: grid.Group) -> pipeline.Settings:
