@@ -199,31 +199,54 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
   assert '**not judged**' in text and 'table2.rand.s1 seed 0 invalid' in text
   assert os.path.exists(os.path.join(study_dir, 'figure1.png'))
 
-  # A rule that asks for the convergence test judges the finished cells again: it trains
-  # the teacher 1.5x longer once for the group (9 steps), rewrites both verdicts, and a
-  # further re-run trains nothing.
-  monkeypatch.undo()
+  # A rule that asks for the convergence test judges the finished cells again: the
+  # teacher trained 1.5x longer (9 steps) runs once for the group, both verdicts are
+  # rewritten, and a further re-run trains nothing. The longer teacher is a stand-in that
+  # writes the completion file the pipeline would, with a chosen gain (its schedule is
+  # checked in test_main_size_is_the_main_jobs_regime).
+  real_teacher = pipeline.teacher
+  teacher = trainer.read_json(os.path.join(group, 'teacher', 'teacher_metrics.json'))
+  longer_steps = []
+
+  def longer_teacher(s, progress=print):
+    if os.path.basename(s.runs_dir) != 'longer':
+      return real_teacher(s, progress)
+    done = pipeline.finished_teacher(s)
+    if done:
+      return done
+    longer_steps.append(pipeline.teacher_params(s).trainer.train_steps)
+    summary = {'holdout': {'AP': teacher['holdout']['AP'] + 0.01}, 'best_step': 9,
+               'stopped': 'train_steps', 'history': [{'step': 9}], 'train_seconds': 3.0}
+    trainer.write_json(os.path.join(s.dir('teacher'), pipeline.TEACHER_METRICS), summary)
+    return summary
+  monkeypatch.setattr(pipeline, 'teacher', longer_teacher)
   lines.clear()
   checked = runner.Study(study_dir, study_data, dataclasses.replace(tiny, longer_factor=1.5),
                          'tiny', progress=lines.append)
   again = checked.run(cells)
-  longer = trainer.read_json(os.path.join(group, 'longer', 'teacher', 'teacher_metrics.json'))
-  assert longer['history'][-1]['step'] == 9
-  assert sum('teacher: emoji_retinanet, up to 9 steps' in line for line in lines) == 1
-  teacher = trainer.read_json(os.path.join(group, 'teacher', 'teacher_metrics.json'))
-  converged = findings.longer_gain(teacher, longer) <= findings.LONGER_TOLERANCE
+  assert longer_steps == [9]
+  assert sum('convergence test trains it 1.5x longer' in line for line in lines) == 1
+  assert sum('re-judged: invalid; teacher did not converge' in line for line in lines) == 2
   for r in again:
     assert r == trainer.read_json(os.path.join(study_dir, 'cells', f'{r["id"]}.json'))
-    assert r['validity']['longer']['steps'] == 9
-    assert not any('did not plateau' in reason for reason in r['validity']['reasons'])
-    assert any('did not converge' in reason for reason in r['validity']['reasons']) != converged
-  assert again[0]['validity']['valid'] == converged  # the control: no pseudo labels
+    assert r['validity']['reasons'][0] == ('teacher did not converge: trained 1.5x longer (9 '
+                                           'steps) it gained +1.00 held-out AP (tolerance 0.5)')
+    assert r['validity']['longer'] == {'steps': 9, 'holdout_AP': teacher['holdout']['AP'] + 0.01,
+                                       'gain': 1.0, 'train_seconds': 3}
   lines.clear()
   assert checked.run(cells) == again
   assert all(line.startswith('[') for line in lines), lines
+  # Had training longer lost AP, the control is valid and the report says by how much.
+  path = os.path.join(group, 'longer', 'teacher', pipeline.TEACHER_METRICS)
+  trainer.write_json(path, dict(trainer.read_json(path),
+                                holdout={'AP': teacher['holdout']['AP'] - 0.01}))
+  control, student = checked.run(cells)
+  assert control['validity']['valid'] and control['validity']['longer']['gain'] == -1.0
+  assert not any('converge' in reason for reason in student['validity']['reasons'])
   text = open(report.write_report(study_dir)).read()
-  assert 'Convergence tests (a teacher trained longer): 1, ' in text
-  assert ('(converged: 9 steps gave' in text) == converged
+  assert 'Convergence tests (a teacher trained longer): 1, 3 s of training.' in text
+  assert ('| table2.rand.s1 | 0 | ' in text and
+          'yes (converged: 9 steps gave -1.00 held-out AP, 3 s) |' in text)
 
 
 @pytest.mark.slow
