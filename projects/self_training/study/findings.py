@@ -10,9 +10,9 @@ A teacher *converged* when its held-out AP plateaued (the plateau rule stopped i
 before its step budget ended, or, the paper's own test (Section 3, Appendix H: "training
 longer stops helping"), when the same teacher trained `LONGER_FACTOR` times longer (a
 longer cosine schedule, not more steps at its end) gains at most `LONGER_TOLERANCE` held-out
-AP. Under a cosine schedule the last evals are the best more often than not, so the last
-test is the one that decides most teachers; a size without it (`grid.Size.longer_factor`)
-leaves a teacher its budget cut off invalid.
+AP. Under a cosine schedule the last evals are often the best, so a teacher at its best
+when the budget ends may or may not have converged: only the longer run tells. A size
+without the test (`grid.Size.longer_factor`) leaves such a teacher invalid.
 
 A finding is a set of checks, each a signed sum of cells' `val` AP computed per seed (e.g.
 self-training's gain at Augment-S1: `table2.rand_st.s1 - table2.rand.s1`). A check *holds*
@@ -32,12 +32,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 MIN_BOXES_PER_IMAGE = 0.5
 MIN_PRECISION = 0.5
 MIN_SEEDS = 2
+HEADLINE_SEEDS = 3
 # The convergence test of a teacher its budget cut off (see the module docstring). The
 # tolerance, in held-out AP points, is the gain the plateau rule counts as improvement
 # (`trainer.Plateau.min_delta`).
 LONGER_FACTOR = 1.5
 LONGER_TOLERANCE = 0.5
-HEADLINE_SEEDS = 3
 
 HOLDS, DOES_NOT_HOLD, WITHIN_NOISE, NOT_JUDGED = (
     'holds', 'does not hold', 'within noise', 'not judged')

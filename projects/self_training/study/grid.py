@@ -21,10 +21,11 @@ AUG_NAMES = {a: f'Augment-S{a[1]}' for a in paper_numbers.AUGS}
 class Size:
   """Steps per stage. `teacher_steps` None: the registered recipe's budget times
   `teacher_budget`, stopped by the plateau rule (with `scale_by_augmentation`, also times
-  Appendix H's ratio of the group's augmentation's Rand Init steps to Augment-S1's). `finetune_steps` None: the main job's
-  protocol for control and student (`pipelines/detection.Settings`). `longer_factor`: a
-  teacher its budget cut off is trained this many times longer, the convergence test of
-  `findings.teacher_reasons` (None: such a teacher is invalid)."""
+  Appendix H's ratio of the group's augmentation's Rand Init steps to Augment-S1's).
+  `finetune_steps` None: the main job's protocol for control and student
+  (`pipelines/detection.Settings`). `longer_factor`: a teacher its budget cut off is trained
+  this many times longer, the convergence test of `findings.teacher_reasons` (None: such a
+  teacher is invalid)."""
   teacher_steps: Optional[int]
   finetune_steps: Optional[int]
   pretrain_steps: Optional[int]

@@ -25,13 +25,13 @@ A cell whose teacher did not converge or whose pseudo labels collapsed is invali
 out of every finding (`findings.py`). A teacher its budget stopped at its best held-out AP
 converged when the same teacher trained 1.5x longer (`longer/` in its group) gains at most
 `findings.LONGER_TOLERANCE` held-out AP, the paper's test; a re-run judges finished cells
-again by these rules, and runs that test where it is missing. Each cell runs at as many seeds as its findings need
-(2; 3 for Table 2's headline rows), each seed in its own `seed<k>/` directory, or at the
-seeds of `--seeds`; `--jobs N` runs N seeds side by side. The report gives means, spreads
-and, per finding of the paper, holds / does not hold / within noise. `--size` trades
-fidelity for time (steps per stage; `main`, the default, is the main job's regime and the
-only size whose cells can be valid), `--cells` selects cells by id glob ('table2.*') or
-`all`.
+again by these rules, and runs that test where it is missing. Each cell runs at as many
+seeds as its findings need (2; 3 for Table 2's headline rows), each seed in its own
+`seed<k>/` directory, or at the seeds of `--seeds`; `--jobs N` runs N seeds side by side.
+The report gives means, spreads and, per finding of the paper, holds / does not hold /
+within noise. `--size` trades fidelity for time (steps per stage; `main`, the default, is
+the main job's regime, its teachers with 1.5x the registered budget, and the only size
+whose cells can be valid), `--cells` selects cells by id glob ('table2.*') or `all`.
 
 The code: `grid.py` (the cells, their groups and the sizes), `runner.py` (training the
 cells, resumably), `findings.py` (validity, seeds, the paper's findings), `report.py`
