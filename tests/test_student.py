@@ -167,13 +167,13 @@ def test_control_and_student_follow_the_teachers_schedule_by_default(tiny_data):
   teacher = pipeline.teacher_params(s).trainer
   assert plan == {'steps': 3, 'learning_rate': teacher.optimizer_config.learning_rate.cosine
                   .initial_learning_rate, 'warmup_steps': 1, 'eval_interval': 3,
-                  'patience': s.plateau_patience}
+                  'patience': s.plateau_patience, 'plateau_start_step': 2}
   other = pipeline.finetune_schedule(pipeline.Settings(
       data_dir=tiny_data, runs_dir='', teacher_override=TINY, student_steps=4,
       student_learning_rate=0.01, student_warmup_steps=2, eval_interval=2,
       finetune_patience=7))
   assert other == {'steps': 4, 'learning_rate': 0.01, 'warmup_steps': 2, 'eval_interval': 2,
-                   'patience': 7}
+                   'patience': 7, 'plateau_start_step': 2}
   as_long = pipeline.finetune_schedule(pipeline.Settings(
       data_dir=tiny_data, runs_dir='', teacher_override=TINY, student_steps_fraction=1.0))
   assert as_long['steps'] == 6 and as_long['eval_interval'] == 3

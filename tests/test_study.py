@@ -374,6 +374,6 @@ def test_main_size_is_the_main_jobs_regime(study_data, tmp_path):
   s4 = s
   default = pipeline.Settings(data_dir=study_data, runs_dir=str(tmp_path))
   for field in ('student_steps', 'student_steps_fraction', 'student_warmup_steps',
-                'eval_interval', 'plateau_patience', 'tta_sizes', 'tta_flip', 'threshold',
-                'ignore_threshold', 'pseudo_splits'):
+                'eval_interval', 'plateau_patience', 'plateau_start', 'tta_sizes', 'tta_flip',
+                'threshold', 'ignore_threshold', 'pseudo_splits'):
     assert getattr(s4, field) == getattr(default, field), field

@@ -34,6 +34,9 @@ flags.DEFINE_bool('stop_at_plateau', False,
                   '--plateau_patience evals (the best checkpoint is kept in best_ckpt/).')
 flags.DEFINE_integer('plateau_patience', 3, 'Evals without improvement before stopping.')
 flags.DEFINE_float('plateau_min_delta', 0.005, 'Smallest AP gain (0-1 scale) that counts.')
+flags.DEFINE_float('plateau_start', 0.5, 'Share of --train_steps before which the plateau rule '
+                   'never stops a run (the high-learning-rate part of the schedule).',
+                   lower_bound=0, upper_bound=1)
 
 
 def main(_):
@@ -53,7 +56,8 @@ def _run(params):
   if FLAGS.stop_at_plateau:
     result = trainer.train_to_plateau(
         params, FLAGS.model_dir,
-        trainer.Plateau(patience=FLAGS.plateau_patience, min_delta=FLAGS.plateau_min_delta))
+        trainer.Plateau(patience=FLAGS.plateau_patience, min_delta=FLAGS.plateau_min_delta,
+                        start_step=round(FLAGS.plateau_start * params.trainer.train_steps)))
     logging.info('stopped at %s; best: %s', result['stopped'], result['best'])
     print(f'stopped ({result["stopped"]}); best eval: {result["best"]}')
     return

@@ -62,6 +62,9 @@ class Settings:
   student_override: str = ''     # applies to control and student alike
   pseudo_override: str = ''      # the student's alone: alpha, pseudo_background_weight, ...
   plateau_patience: int = 3
+  # The plateau rule stops no stage before this share of its steps: near the cosine
+  # schedule's peak learning rate held-out AP dips and recovers (docs/training.md).
+  plateau_start: float = 0.5
   # The paper's student protocol (Section 3.2, Appendix H): control and student start from
   # the teacher and train for a share of its steps (`student_steps` 0: the teacher's steps
   # times `student_steps_fraction`; the paper's students train 0.75-1.0 of their teacher's,
@@ -208,7 +211,7 @@ def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, A
   done = finished_teacher(s)
   wanted = {'experiment': s.teacher_experiment, 'override': s.teacher_override,
             'gin_files': list(s.gin_files), 'gin_params': list(s.gin_params),
-            'train_input': s.train_input}
+            'train_input': s.train_input, 'plateau_start': s.plateau_start}
   if done:
     same_settings('teacher', model_dir, done.get('settings', {}), wanted)
     progress(f'teacher: complete in {model_dir} (best held-out {s.metric_name} '
@@ -217,11 +220,13 @@ def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, A
   params = teacher_params(s)
   claim('teacher', model_dir, wanted)
   tf_keras.utils.set_random_seed(s.seed)
+  rule = trainer.Plateau(metric=s.metric, patience=s.plateau_patience,
+                         start_step=round(s.plateau_start * params.trainer.train_steps))
   progress(f'teacher: {s.teacher_experiment}, up to {params.trainer.train_steps} steps, '
-           f'held-out {s.metric_name} every {params.trainer.validation_interval}; {model_dir}')
-  result = trainer.train_to_plateau(
-      params, model_dir, trainer.Plateau(metric=s.metric, patience=s.plateau_patience),
-      progress=lambda line: progress('  ' + line))
+           f'held-out {s.metric_name} every {params.trainer.validation_interval}, plateau rule '
+           f'from step {rule.start_step}; {model_dir}')
+  result = trainer.train_to_plateau(params, model_dir, rule,
+                                    progress=lambda line: progress('  ' + line))
   summary = _summary(params, result, s, experiment=s.teacher_experiment,
                      gin_files=list(s.gin_files), stopped=result['stopped'], settings=wanted)
   trainer.write_json(os.path.join(model_dir, TEACHER_METRICS), summary)
@@ -327,6 +332,7 @@ def finetune_schedule(s: Settings) -> Dict[str, Any]:
                        else s.student_warmup_steps),
       'eval_interval': min(steps, s.eval_interval or t.validation_interval),
       'patience': s.plateau_patience if s.finetune_patience is None else s.finetune_patience,
+      'plateau_start_step': round(s.plateau_start * steps),
   }
 
 
@@ -355,7 +361,8 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional
   steps, lr, warmup = plan['steps'], plan['learning_rate'], plan['warmup_steps']
   wanted = {'experiment': experiment, 'steps': steps, 'learning_rate': lr,
             'warmup_steps': warmup, 'eval_interval': plan['eval_interval'],
-            'patience': plan['patience'], 'seed': s.seed, 'override': s.student_override,
+            'patience': plan['patience'], 'plateau_start_step': plan['plateau_start_step'],
+            'seed': s.seed, 'override': s.student_override,
             'gin_files': list(s.gin_files), 'gin_params': list(s.gin_params),
             'init': init_checkpoint}
   if stage == 'student':
@@ -387,10 +394,12 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional
   tf_keras.utils.set_random_seed(s.seed)
   start = 'from the teacher' if init_checkpoint is not None else 'from its initialization'
   progress(f'{stage}: {experiment}, up to {steps} steps {start} (lr {lr:g}, plateau after '
-           f'{plan["patience"]} held-out evals without gain); {model_dir}')
-  result = trainer.train_to_plateau(
-      params, model_dir, trainer.Plateau(metric=s.metric, patience=plan['patience']),
-      progress=lambda line: progress('  ' + line))
+           f'{plan["patience"]} held-out evals without gain, from step '
+           f'{plan["plateau_start_step"]}); {model_dir}')
+  rule = trainer.Plateau(metric=s.metric, patience=plan['patience'],
+                         start_step=plan['plateau_start_step'])
+  result = trainer.train_to_plateau(params, model_dir, rule,
+                                    progress=lambda line: progress('  ' + line))
   summary = _summary(params, result, s, experiment=experiment, steps=steps,
                      stopped=result['stopped'], seed=s.seed, settings=wanted)
   trainer.write_json(os.path.join(model_dir, RESULT), summary)
