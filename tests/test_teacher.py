@@ -53,12 +53,15 @@ def test_plateau_rule():
   assert not rule.reached(hist(0.1, 0.2))
   assert not rule.reached(hist(0.1, 0.2, 0.3, 0.35))
   assert rule.reached(hist(0.1, 0.3, 0.305, 0.29))
-  # Never before `start_step`: a dip while the learning rate is high does not stop a run.
+  # Its `patience` evals all at or after `start_step`: a dip while the learning rate is
+  # high does not stop a run, nor count towards a plateau.
   late = trainer.Plateau(patience=2, min_delta=0.01, start_step=2000)
   steps = lambda *aps: [{'AP': a, 'step': 500 * (i + 1)} for i, a in enumerate(aps)]
   assert rule.reached(steps(0.4, 0.3, 0.35))
   assert not late.reached(steps(0.4, 0.3, 0.35))
-  assert late.reached(steps(0.4, 0.3, 0.35, 0.39))
+  assert not late.reached(steps(0.4, 0.3, 0.35, 0.39))
+  assert late.reached(steps(0.4, 0.3, 0.35, 0.39, 0.38))
+  assert not late.reached(steps(0.4, 0.3, 0.35, 0.39, 0.42))
 
 
 @pytest.mark.slow

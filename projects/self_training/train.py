@@ -34,8 +34,8 @@ flags.DEFINE_bool('stop_at_plateau', False,
                   '--plateau_patience evals (the best checkpoint is kept in best_ckpt/).')
 flags.DEFINE_integer('plateau_patience', 3, 'Evals without improvement before stopping.')
 flags.DEFINE_float('plateau_min_delta', 0.005, 'Smallest AP gain (0-1 scale) that counts.')
-flags.DEFINE_float('plateau_start', 0.5, 'Share of --train_steps before which the plateau rule '
-                   'never stops a run (the high-learning-rate part of the schedule).',
+flags.DEFINE_float('plateau_start', 0.5, 'Share of --train_steps before which evals do not count '
+                   'towards a plateau (the high-learning-rate part of the schedule).',
                    lower_bound=0, upper_bound=1)
 
 

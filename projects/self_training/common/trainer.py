@@ -230,18 +230,18 @@ def run_experiment(params, model_dir: str, mode: str) -> Dict[str, float]:
 @dataclasses.dataclass
 class Plateau:
   """Stop when the held-out metric has not improved by `min_delta` for `patience` evals,
-  never before step `start_step`: while a cosine schedule's learning rate is near its peak
-  the held-out metric dips by points and recovers (docs/training.md, 'The plateau rule')."""
+  all of them at or after step `start_step`: while a cosine schedule's learning rate is near
+  its peak the held-out metric dips by points and recovers (docs/training.md)."""
   metric: str = 'AP'
   patience: int = 3
   min_delta: float = 0.005  # COCO AP is in [0, 1] in Model Garden's logs.
   start_step: int = 0
 
   def reached(self, history: List[Dict[str, float]]) -> bool:
-    if history and history[-1].get('step', 0) < self.start_step:
-      return False
     values = [h[self.metric] for h in history]
     if len(values) <= self.patience:
+      return False
+    if history[-self.patience].get('step', 0) < self.start_step:
       return False
     best_before = max(values[:-self.patience])
     return max(values[-self.patience:]) < best_before + self.min_delta

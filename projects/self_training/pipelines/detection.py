@@ -62,8 +62,9 @@ class Settings:
   student_override: str = ''     # applies to control and student alike
   pseudo_override: str = ''      # the student's alone: alpha, pseudo_background_weight, ...
   plateau_patience: int = 3
-  # The plateau rule stops no stage before this share of its steps: near the cosine
-  # schedule's peak learning rate held-out AP dips and recovers (docs/training.md).
+  # The plateau rule counts only held-out evals from this share of a stage's steps on:
+  # near the cosine schedule's peak learning rate held-out AP dips and recovers
+  # (docs/training.md).
   plateau_start: float = 0.5
   # The paper's student protocol (Section 3.2, Appendix H): control and student start from
   # the teacher and train for a share of its steps (`student_steps` 0: the teacher's steps
@@ -223,7 +224,7 @@ def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, A
   rule = trainer.Plateau(metric=s.metric, patience=s.plateau_patience,
                          start_step=round(s.plateau_start * params.trainer.train_steps))
   progress(f'teacher: {s.teacher_experiment}, up to {params.trainer.train_steps} steps, '
-           f'held-out {s.metric_name} every {params.trainer.validation_interval}, plateau rule '
+           f'held-out {s.metric_name} every {params.trainer.validation_interval}, plateau counted '
            f'from step {rule.start_step}; {model_dir}')
   result = trainer.train_to_plateau(params, model_dir, rule,
                                     progress=lambda line: progress('  ' + line))
@@ -394,7 +395,7 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional
   tf_keras.utils.set_random_seed(s.seed)
   start = 'from the teacher' if init_checkpoint is not None else 'from its initialization'
   progress(f'{stage}: {experiment}, up to {steps} steps {start} (lr {lr:g}, plateau after '
-           f'{plan["patience"]} held-out evals without gain, from step '
+           f'{plan["patience"]} held-out evals without gain, counted from step '
            f'{plan["plateau_start_step"]}); {model_dir}')
   rule = trainer.Plateau(metric=s.metric, patience=plan['patience'],
                          start_step=plan['plateau_start_step'])

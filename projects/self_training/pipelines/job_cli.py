@@ -35,9 +35,9 @@ def define_flags(defaults, stages: Sequence[str], runs_dir: str) -> None:
                        'Held-out evals without improvement before a model (the teacher, '
                        'and every model fine-tuned from it) stops.')
   flags.DEFINE_float('plateau_start', defaults.plateau_start,
-                     'Share of a model\'s steps before which the plateau rule never stops it '
-                     '(the high-learning-rate part of its schedule).', lower_bound=0,
-                     upper_bound=1)
+                     'Share of a model\'s steps before which held-out evals do not count '
+                     'towards a plateau (the high-learning-rate part of its schedule).',
+                     lower_bound=0, upper_bound=1)
   flags.DEFINE_integer('student_steps', defaults.student_steps,
                        'Most training steps of the student and of the models it is compared '
                        'with (detection: 0 is --student_steps_fraction of the teacher\'s).')
