@@ -159,7 +159,7 @@ def test_one_call_on_both_halves_equals_two_calls_on_identical_halves(tiny_data)
 
 def test_control_and_student_follow_the_teachers_schedule_by_default(tiny_data):
   """The paper's protocol: a share of the teacher's steps (half by default), at its learning
-  rate and warm-up, the same plateau rule; explicit settings win; the student's EMA horizon
+  rate and warm-up, the whole schedule (no plateau stop); explicit settings win; the student's EMA horizon
   follows its length."""
   from projects.self_training.configs import student as student_cfg  # pylint: disable=g-import-not-at-top
   s = pipeline.Settings(data_dir=tiny_data, runs_dir='', teacher_override=TINY)
@@ -167,7 +167,7 @@ def test_control_and_student_follow_the_teachers_schedule_by_default(tiny_data):
   teacher = pipeline.teacher_params(s).trainer
   assert plan == {'steps': 3, 'learning_rate': teacher.optimizer_config.learning_rate.cosine
                   .initial_learning_rate, 'warmup_steps': 1, 'eval_interval': 3,
-                  'patience': s.plateau_patience, 'plateau_start_step': 2}
+                  'patience': None, 'plateau_start_step': 2}
   other = pipeline.finetune_schedule(pipeline.Settings(
       data_dir=tiny_data, runs_dir='', teacher_override=TINY, student_steps=4,
       student_learning_rate=0.01, student_warmup_steps=2, eval_interval=2,

@@ -62,6 +62,7 @@ def test_plateau_rule():
   assert not late.reached(steps(0.4, 0.3, 0.35, 0.39))
   assert late.reached(steps(0.4, 0.3, 0.35, 0.39, 0.38))
   assert not late.reached(steps(0.4, 0.3, 0.35, 0.39, 0.42))
+  assert not trainer.Plateau(patience=None).reached(steps(0.4, 0.3, 0.3, 0.3, 0.3))
 
 
 @pytest.mark.slow

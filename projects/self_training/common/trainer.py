@@ -231,15 +231,16 @@ def run_experiment(params, model_dir: str, mode: str) -> Dict[str, float]:
 class Plateau:
   """Stop when the held-out metric has not improved by `min_delta` for `patience` evals,
   all of them at or after step `start_step`: while a cosine schedule's learning rate is near
-  its peak the held-out metric dips by points and recovers (docs/training.md)."""
+  its peak the held-out metric dips by points and recovers (docs/training.md). `patience`
+  None: never stop (the whole schedule, best checkpoint kept)."""
   metric: str = 'AP'
-  patience: int = 3
+  patience: Optional[int] = 3
   min_delta: float = 0.005  # COCO AP is in [0, 1] in Model Garden's logs.
   start_step: int = 0
 
   def reached(self, history: List[Dict[str, float]]) -> bool:
     values = [h[self.metric] for h in history]
-    if len(values) <= self.patience:
+    if self.patience is None or len(values) <= self.patience:
       return False
     if history[-self.patience].get('step', 0) < self.start_step:
       return False

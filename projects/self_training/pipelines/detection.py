@@ -70,9 +70,9 @@ class Settings:
   # the teacher and train for a share of its steps (`student_steps` 0: the teacher's steps
   # times `student_steps_fraction`; the paper's students train 0.75-1.0 of their teacher's,
   # the embedded job half, for its time budget), at its learning rate and warm-up (None: the
-  # teacher's), each stopped by the same plateau rule as the teacher (`finetune_patience`
-  # held-out evals without gain; None: `plateau_patience`) and kept at its best held-out
-  # checkpoint. `eval_interval` None: the teacher's.
+  # teacher's), each for its whole schedule, as in the paper (the same compute for both;
+  # `finetune_patience` N: stopped by the plateau rule after N held-out evals without gain),
+  # and kept at its best held-out checkpoint. `eval_interval` None: the teacher's.
   student_steps: int = 0
   student_steps_fraction: float = 0.5
   student_learning_rate: Optional[float] = None
@@ -332,7 +332,7 @@ def finetune_schedule(s: Settings) -> Dict[str, Any]:
       'warmup_steps': (opt.warmup.linear.warmup_steps if s.student_warmup_steps is None
                        else s.student_warmup_steps),
       'eval_interval': min(steps, s.eval_interval or t.validation_interval),
-      'patience': s.plateau_patience if s.finetune_patience is None else s.finetune_patience,
+      'patience': s.finetune_patience,
       'plateau_start_step': round(s.plateau_start * steps),
   }
 
@@ -347,8 +347,8 @@ def _has_loss_normalization(experiment: str) -> bool:
 def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional[str],
              extra_override: str = '', progress: Callable[[str], None] = print) -> Dict[str, Any]:
   """Trains `experiment` from `init_checkpoint` (control/student): the teacher's schedule
-  unless `s` says otherwise (`finetune_schedule`), stopped by the plateau rule, best
-  held-out checkpoint kept.
+  unless `s` says otherwise (`finetune_schedule`), all of it unless `finetune_patience` asks
+  for the plateau rule, best held-out checkpoint kept.
 
   A student's loss-normalization EMA decay follows its length (`student_cfg.ema_decay_for`)
   unless an override sets it. With `init_checkpoint` None the model starts as the
@@ -394,9 +394,11 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional
   claim(stage, model_dir, wanted)
   tf_keras.utils.set_random_seed(s.seed)
   start = 'from the teacher' if init_checkpoint is not None else 'from its initialization'
-  progress(f'{stage}: {experiment}, up to {steps} steps {start} (lr {lr:g}, plateau after '
-           f'{plan["patience"]} held-out evals without gain, counted from step '
-           f'{plan["plateau_start_step"]}); {model_dir}')
+  stop = ('its whole schedule' if plan['patience'] is None else
+          f'plateau after {plan["patience"]} held-out evals without gain, counted from step '
+          f'{plan["plateau_start_step"]}')
+  progress(f'{stage}: {experiment}, up to {steps} steps {start} (lr {lr:g}, {stop}); '
+           f'{model_dir}')
   rule = trainer.Plateau(metric=s.metric, patience=plan['patience'],
                          start_step=plan['plateau_start_step'])
   result = trainer.train_to_plateau(params, model_dir, rule,

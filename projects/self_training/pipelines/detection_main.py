@@ -90,6 +90,7 @@ def settings(data_dir: str) -> pipeline.Settings:
       student_override=FLAGS.student_override, pseudo_override=pseudo_override,
       plateau_patience=FLAGS.plateau_patience,
       plateau_start=FLAGS.plateau_start,
+      finetune_patience=FLAGS.finetune_patience,
       student_steps=FLAGS.student_steps, student_steps_fraction=FLAGS.student_steps_fraction,
       student_learning_rate=FLAGS.student_learning_rate,
       threshold=FLAGS.threshold, ignore_threshold=ignore,

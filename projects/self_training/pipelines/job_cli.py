@@ -32,8 +32,12 @@ def define_flags(defaults, stages: Sequence[str], runs_dir: str) -> None:
   flags.DEFINE_string('student_override', '', 'Params override for every model fine-tuned '
                       'from the teacher (control, student, ...).')
   flags.DEFINE_integer('plateau_patience', defaults.plateau_patience,
-                       'Held-out evals without improvement before a model (the teacher, '
-                       'and every model fine-tuned from it) stops.')
+                       'Held-out evals without improvement before the teacher stops.')
+  flags.DEFINE_integer('finetune_patience', defaults.finetune_patience,
+                       'Held-out evals without improvement before a model fine-tuned from '
+                       'the teacher (control, student, ...) stops (default: none, each trains '
+                       'its whole schedule, the same compute, at its best held-out checkpoint).',
+                       lower_bound=1)
   flags.DEFINE_float('plateau_start', defaults.plateau_start,
                      'Share of a model\'s steps before which held-out evals do not count '
                      'towards a plateau (the high-learning-rate part of its schedule).',

@@ -47,6 +47,7 @@ def settings(data_dir: str) -> seg.Settings:
       gin_params=FLAGS.gin_params, teacher_override=FLAGS.params_override,
       student_override=student_override, plateau_patience=FLAGS.plateau_patience,
       plateau_start=FLAGS.plateau_start,
+      finetune_patience=FLAGS.finetune_patience,
       holdout_size=FLAGS.holdout_size, student_steps=FLAGS.student_steps,
       threshold=FLAGS.threshold, scales=scales,
       flip=FLAGS.flip, seed=FLAGS.seed, force=FLAGS.force)
