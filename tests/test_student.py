@@ -273,6 +273,23 @@ def test_an_interrupted_stage_resumes_only_with_its_own_settings(tmp_path):
     pipeline.claim('student', model_dir, {'threshold': 0.4, 'seed': 1})
 
 
+def test_a_stopping_rule_change_keeps_runs_it_cannot_have_changed(tmp_path):
+  """Only a run the old rule stopped early differs under the new one; a run that trained all
+  its steps, or an interrupted one, is kept."""
+  old = {'patience': 3, 'plateau_start_step': 0, 'seed': 1}
+  new = {'patience': None, 'plateau_start_step': 3000, 'seed': 1}
+  pipeline.same_run('control', 'c', {'stopped': 'train_steps', 'settings': old}, new)
+  with pytest.raises(trainer.ConfigError, match=r'c was made with patience=3, this run asks '
+                     r'for None: redo it \(--force=control\)'):
+    pipeline.same_run('control', 'c', {'stopped': 'plateau', 'settings': old}, new)
+  with pytest.raises(trainer.ConfigError, match='seed=1, this run asks for 2'):
+    pipeline.same_run('control', 'c', {'stopped': 'train_steps', 'settings': old},
+                      dict(new, seed=2))
+  model_dir = str(tmp_path / 'control')
+  pipeline.claim('control', model_dir, old)
+  pipeline.claim('control', model_dir, new)  # interrupted: resumes under the new rule
+
+
 def test_forcing_a_stage_redoes_what_depends_on_it():
   def forced(*force):
     return pipeline.forced_stages(pipeline.Settings(data_dir='', runs_dir='', force=force))

@@ -29,6 +29,8 @@ from projects.self_training.pseudo_label import schema
 STAGES = ('teacher', 'export', 'pseudo', 'control', 'student')
 RESULT = 'result.json'
 STARTED = 'started_with.json'   # a training stage's settings, written when it starts
+# A stage's stopping rule: it decides where a run ends, never what it trained.
+STOP_KEYS = ('patience', 'plateau_start', 'plateau_start_step')
 # Stages that fine-tune the teacher; a seed's runs of them may sit side by side.
 FINETUNE_STAGES = ('control', 'student', 'train_aug')
 TEACHER_METRICS = 'teacher_metrics.json'  # the teacher's completion file
@@ -153,14 +155,20 @@ def fresh(settings: Settings, stage: str) -> bool:
 
 def claim(stage: str, model_dir: str, wanted: Dict[str, Any]) -> None:
   """Records what a training stage starts with (`STARTED` in its directory); a killed run
-  resumes from its checkpoint only with those settings, never silently with others."""
+  resumes from its checkpoint only with those settings (its stopping rule aside: it changes
+  nothing trained so far), never silently with others."""
   path = os.path.join(model_dir, STARTED)
   started = trainer.read_json(path)
   if started:
-    same_settings(stage, f'{model_dir} (an interrupted run)', started, wanted)
+    same_settings(stage, f'{model_dir} (an interrupted run)', started,
+                  _without(wanted, STOP_KEYS))
     return
   tf.io.gfile.makedirs(model_dir)
   trainer.write_json(path, wanted)
+
+
+def _without(settings: Dict[str, Any], keys: Sequence[str]) -> Dict[str, Any]:
+  return {k: v for k, v in settings.items() if k not in keys}
 
 
 def same_settings(stage: str, where: str, made: Dict[str, Any], wanted: Dict[str, Any]):
@@ -170,6 +178,14 @@ def same_settings(stage: str, where: str, made: Dict[str, Any], wanted: Dict[str
       raise trainer.ConfigError(
           f'{where} was made with {key}={made[key]!r}, this run asks for {value!r}: '
           f'redo it (--force={stage}) or write to another directory')
+
+
+def same_run(stage: str, where: str, done: Dict[str, Any], wanted: Dict[str, Any]):
+  """`same_settings` for a finished training stage: its stopping rule counts only when it
+  stopped early (a run that trained all its steps is the same under any rule)."""
+  ran_all = done.get('stopped') == 'train_steps'
+  same_settings(stage, where, done.get('settings', {}),
+                _without(wanted, STOP_KEYS) if ran_all else wanted)
 
 
 def _val_metrics(params, checkpoint: str, data_dir: str) -> Dict[str, float]:
@@ -214,7 +230,7 @@ def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, A
             'gin_files': list(s.gin_files), 'gin_params': list(s.gin_params),
             'train_input': s.train_input, 'plateau_start': s.plateau_start}
   if done:
-    same_settings('teacher', model_dir, done.get('settings', {}), wanted)
+    same_run('teacher', model_dir, done, wanted)
     progress(f'teacher: complete in {model_dir} (best held-out {s.metric_name} '
              f'{100 * done["holdout"][s.metric]:.1f} at step {done["best_step"]}), skipped')
     return done
@@ -372,7 +388,7 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional
                   tta_sizes=tta_sizes_of(s), pseudo_input=s.pseudo_input)
   done = trainer.read_json(os.path.join(model_dir, RESULT))
   if done:
-    same_settings(stage, model_dir, done.get('settings', {}), wanted)
+    same_run(stage, model_dir, done, wanted)
     progress(f'{stage}: complete in {model_dir} (val {s.metric_name} '
              f'{100 * done["val"][s.metric]:.1f}), skipped')
     return done
