@@ -159,8 +159,8 @@ def test_one_call_on_both_halves_equals_two_calls_on_identical_halves(tiny_data)
 
 def test_control_and_student_follow_the_teachers_schedule_by_default(tiny_data):
   """The paper's protocol: a share of the teacher's steps (half by default), at its learning
-  rate and warm-up, the whole schedule (no plateau stop); explicit settings win; the student's EMA horizon
-  follows its length."""
+  rate and warm-up, the whole schedule (no plateau stop); explicit settings win; the
+  student's EMA horizon follows its length."""
   from projects.self_training.configs import student as student_cfg  # pylint: disable=g-import-not-at-top
   s = pipeline.Settings(data_dir=tiny_data, runs_dir='', teacher_override=TINY)
   plan = pipeline.finetune_schedule(s)
