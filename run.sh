@@ -34,6 +34,7 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
   bench_seg_scales  segmentation pseudo-labeling img/s at 1 scale vs 6 scales + flip
   bench_seg_margin  segmentation student vs control and train+aug over several seeds
   bench_parallel  teachers side by side (study --jobs) vs one teacher on every core
+  bench_plateau   replays plateau rules on whole-schedule held-out histories: where each stops
   study         pre-training vs self-training: the paper's Tables 2,3,4,7,10 and App. B at small scale
   compare       metrics JSON of runs side by side, with the paper's and Model Garden's numbers
   report        pseudo-label quality report (PSEUDO_DIR [--reference RECORDS]): figures, warnings
@@ -91,6 +92,7 @@ case "$cmd" in
   bench_seg_scales) exec "$PY" bench/seg_pseudo_label_scales.py "$@" ;;
   bench_seg_margin) exec "$PY" bench/seg_margin.py "$@" ;;
   bench_parallel) exec "$PY" bench/parallel_runs.py "$@" ;;
+  bench_plateau) exec "$PY" bench/plateau_rule.py "$@" ;;
   study)    exec "$PY" -m projects.self_training.study.study "$@" ;;
   compare)  exec "$PY" -m projects.self_training.study.compare "$@" ;;
   report)   exec "$PY" -m projects.self_training.pseudo_label.report "$@" ;;

@@ -290,6 +290,26 @@ def test_a_stopping_rule_change_keeps_runs_it_cannot_have_changed(tmp_path):
   pipeline.claim('control', model_dir, new)  # interrupted: resumes under the new rule
 
 
+def test_a_run_an_earlier_plateau_rule_stopped_stands_only_where_this_rule_stops_it():
+  """Replayed on its held-out history: the same stop under this rule keeps the run (even
+  one recorded before its settings named a patience); a stop this rule would not have made
+  is refused in one line."""
+  history = [{'step': 500 * (i + 1), 'AP': a}
+             for i, a in enumerate((0.30, 0.38, 0.36, 0.37, 0.37))]
+  done = {'stopped': 'plateau', 'history': history, 'settings': {'seed': 1}}
+  wanted = {'patience': 3, 'plateau_start': 0.5, 'seed': 1}
+  pipeline.same_run('teacher', 't', done, wanted, trainer.Plateau(patience=3))
+  with pytest.raises(trainer.ConfigError, match=r't was stopped at step 2500 by another '
+                     r'plateau rule; this run\'s \(patience 4 evals from step 0\) trains it on: '
+                     r'redo it \(--force=teacher\)'):
+    pipeline.same_run('teacher', 't', done, dict(wanted, patience=4),
+                      trainer.Plateau(patience=4))
+  with pytest.raises(trainer.ConfigError, match=r'this run\'s \(patience 2 evals from step 0\) '
+                     r'stops it at 2000'):
+    pipeline.same_run('teacher', 't', done, dict(wanted, patience=2),
+                      trainer.Plateau(patience=2))
+
+
 def test_forcing_a_stage_redoes_what_depends_on_it():
   def forced(*force):
     return pipeline.forced_stages(pipeline.Settings(data_dir='', runs_dir='', force=force))

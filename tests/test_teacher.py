@@ -63,6 +63,26 @@ def test_plateau_rule():
   assert late.reached(steps(0.4, 0.3, 0.35, 0.39, 0.38))
   assert not late.reached(steps(0.4, 0.3, 0.35, 0.39, 0.42))
   assert not trainer.Plateau(patience=None).reached(steps(0.4, 0.3, 0.3, 0.3, 0.3))
+  # Replayed on a history: the step of the first eval it stops at.
+  assert late.stop_step(steps(0.4, 0.3, 0.35, 0.39, 0.38, 0.37)) == 2500
+  assert late.stop_step(steps(0.4, 0.3, 0.35, 0.39, 0.42)) is None
+
+
+def test_plateau_window_lengthens_patience_on_long_schedules_only():
+  """At least `window` of the schedule: the study's 12000-step teacher (evals every 500)
+  waits 4 evals, its 32000-step Augment-S4 teacher 11; the main job's 8000-step teacher and
+  the segmentation teacher (3000 steps, every 250, patience 4) keep their patience."""
+  window = trainer.PLATEAU_WINDOW
+  assert trainer.patience_for(12000, 500, 3, window) == 4
+  assert trainer.patience_for(32000, 500, 3, window) == 11
+  assert trainer.patience_for(8000, 500, 3, window) == 3
+  assert trainer.patience_for(3000, 250, 4, window) == 4
+  assert trainer.patience_for(12000, 500, 3, 0.0) == 3
+  assert trainer.patience_for(12000, 500, None, window) is None
+  # A teacher's settings record the patience its schedule gets.
+  s = pipeline.Settings(data_dir='', runs_dir='', teacher_override=(
+      'trainer.train_steps=12000,trainer.validation_interval=500'))
+  assert pipeline.teacher_rule(s).patience == 4 and pipeline.teacher_rule(s).start_step == 6000
 
 
 @pytest.mark.slow

@@ -37,6 +37,10 @@ flags.DEFINE_float('plateau_min_delta', 0.005, 'Smallest AP gain (0-1 scale) tha
 flags.DEFINE_float('plateau_start', 0.5, 'Share of --train_steps before which evals do not count '
                    'towards a plateau (the high-learning-rate part of the schedule).',
                    lower_bound=0, upper_bound=1)
+flags.DEFINE_float('plateau_window', trainer.PLATEAU_WINDOW,
+                   'Share of --train_steps a plateau must last at least: more evals than '
+                   '--plateau_patience on a long schedule (default 1/6).',
+                   lower_bound=0, upper_bound=1)
 
 
 def main(_):
@@ -54,10 +58,13 @@ def main(_):
 
 def _run(params):
   if FLAGS.stop_at_plateau:
+    steps = params.trainer.train_steps
+    patience = trainer.patience_for(steps, params.trainer.validation_interval,
+                                    FLAGS.plateau_patience, FLAGS.plateau_window)
     result = trainer.train_to_plateau(
         params, FLAGS.model_dir,
-        trainer.Plateau(patience=FLAGS.plateau_patience, min_delta=FLAGS.plateau_min_delta,
-                        start_step=round(FLAGS.plateau_start * params.trainer.train_steps)))
+        trainer.Plateau(patience=patience, min_delta=FLAGS.plateau_min_delta,
+                        start_step=round(FLAGS.plateau_start * steps)))
     logging.info('stopped at %s; best: %s', result['stopped'], result['best'])
     print(f'stopped ({result["stopped"]}); best eval: {result["best"]}')
     return

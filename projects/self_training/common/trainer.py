@@ -9,6 +9,7 @@ metrics written as JSON next to the checkpoints.
 import contextlib
 import dataclasses
 import io
+import math
 import os
 import time
 from typing import Any, Dict, List, Optional, Sequence
@@ -227,6 +228,11 @@ def run_experiment(params, model_dir: str, mode: str) -> Dict[str, float]:
   return metrics
 
 
+# The plateau rule's shortest window, as a share of the schedule (`patience_for`). Replayed
+# on whole-schedule teachers (`./run.sh bench_plateau`, docs/training.md).
+PLATEAU_WINDOW = 1 / 6
+
+
 @dataclasses.dataclass
 class Plateau:
   """Stop when the held-out metric has not improved by `min_delta` for `patience` evals,
@@ -246,6 +252,21 @@ class Plateau:
       return False
     best_before = max(values[:-self.patience])
     return max(values[-self.patience:]) < best_before + self.min_delta
+
+  def stop_step(self, history: List[Dict[str, float]]) -> Optional[int]:
+    """The step of the first eval in `history` at which this rule stops (None: none)."""
+    for i in range(1, len(history) + 1):
+      if self.reached(history[:i]):
+        return history[i - 1]['step']
+    return None
+
+
+def patience_for(steps: int, interval: int, patience: Optional[int], window: float) -> Optional[int]:
+  """The plateau rule's patience in evals: at least `patience`, and enough evals every
+  `interval` steps to span `window` of a `steps`-step schedule (None stays None: no stop)."""
+  if patience is None:
+    return None
+  return max(patience, math.ceil(window * steps / max(interval, 1) - 1e-9))
 
 
 def train_to_plateau(params, model_dir: str, plateau: Plateau = Plateau(),

@@ -68,6 +68,12 @@ class Settings:
   # near the cosine schedule's peak learning rate held-out AP dips and recovers
   # (docs/training.md).
   plateau_start: float = 0.5
+  # ... and waits at least this share of a stage's steps (more evals than
+  # `plateau_patience` on a long schedule): held-out AP on 200 `holdout` images moves by 1-2
+  # points between evals while the learning rate is still high, and 3 evals (1500 steps)
+  # of a 12000-step teacher stopped it up to 3 AP short of its whole schedule's best
+  # (docs/training.md, 'The plateau rule').
+  plateau_window: float = trainer.PLATEAU_WINDOW
   # The paper's student protocol (Section 3.2, Appendix H): control and student start from
   # the teacher and train for a share of its steps (`student_steps` 0: the teacher's steps
   # times `student_steps_fraction`; the paper's students train 0.75-1.0 of their teacher's,
@@ -180,10 +186,23 @@ def same_settings(stage: str, where: str, made: Dict[str, Any], wanted: Dict[str
           f'redo it (--force={stage}) or write to another directory')
 
 
-def same_run(stage: str, where: str, done: Dict[str, Any], wanted: Dict[str, Any]):
-  """`same_settings` for a finished training stage: its stopping rule counts only when it
-  stopped early (a run that trained all its steps is the same under any rule)."""
-  ran_all = done.get('stopped') == 'train_steps'
+def same_run(stage: str, where: str, done: Dict[str, Any], wanted: Dict[str, Any],
+             rule: Optional[trainer.Plateau] = None):
+  """`same_settings` for a finished training stage, its stopping rule aside when the rule
+  changed nothing in it: it trained all its steps, or `rule` (this run's) stops its held-out
+  history at the step where it stopped. One an earlier rule stopped elsewhere is refused."""
+  history = done.get('history') or []
+  stopped = done.get('stopped')
+  if stopped == 'plateau' and rule is not None and history:
+    at = rule.stop_step(history)
+    if at != history[-1]['step']:
+      raise trainer.ConfigError(
+          f'{where} was stopped at step {history[-1]["step"]} by another plateau rule; this '
+          f'run\'s (patience {rule.patience} evals from step {rule.start_step}) '
+          + (f'stops it at {at}' if at else 'trains it on')
+          + f': redo it (--force={stage}) or write to another directory')
+    stopped = 'train_steps'  # the same run under this rule
+  ran_all = stopped == 'train_steps'
   same_settings(stage, where, done.get('settings', {}),
                 _without(wanted, STOP_KEYS) if ran_all else wanted)
 
@@ -226,28 +245,38 @@ def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, A
   fresh(s, 'teacher')
   model_dir = s.dir('teacher')
   done = finished_teacher(s)
+  rule = teacher_rule(s)
   wanted = {'experiment': s.teacher_experiment, 'override': s.teacher_override,
             'gin_files': list(s.gin_files), 'gin_params': list(s.gin_params),
-            'train_input': s.train_input, 'plateau_start': s.plateau_start}
+            'train_input': s.train_input, 'plateau_start': s.plateau_start,
+            'patience': rule.patience}
   if done:
-    same_run('teacher', model_dir, done, wanted)
+    same_run('teacher', model_dir, done, wanted, rule)
     progress(f'teacher: complete in {model_dir} (best held-out {s.metric_name} '
              f'{100 * done["holdout"][s.metric]:.1f} at step {done["best_step"]}), skipped')
     return done
   params = teacher_params(s)
   claim('teacher', model_dir, wanted)
   tf_keras.utils.set_random_seed(s.seed)
-  rule = trainer.Plateau(metric=s.metric, patience=s.plateau_patience,
-                         start_step=round(s.plateau_start * params.trainer.train_steps))
   progress(f'teacher: {s.teacher_experiment}, up to {params.trainer.train_steps} steps, '
-           f'held-out {s.metric_name} every {params.trainer.validation_interval}, plateau counted '
-           f'from step {rule.start_step}; {model_dir}')
+           f'held-out {s.metric_name} every {params.trainer.validation_interval}, plateau after '
+           f'{rule.patience} evals without gain, counted from step {rule.start_step}; {model_dir}')
   result = trainer.train_to_plateau(params, model_dir, rule,
                                     progress=lambda line: progress('  ' + line))
   summary = _summary(params, result, s, experiment=s.teacher_experiment,
                      gin_files=list(s.gin_files), stopped=result['stopped'], settings=wanted)
   trainer.write_json(os.path.join(model_dir, TEACHER_METRICS), summary)
   return summary
+
+
+def teacher_rule(s: Settings) -> trainer.Plateau:
+  """The teacher's plateau rule: `plateau_patience` evals, at least `plateau_window` of its
+  steps, counted from `plateau_start` of them."""
+  t = teacher_params(s).trainer
+  return trainer.Plateau(
+      metric=s.metric, start_step=round(s.plateau_start * t.train_steps),
+      patience=trainer.patience_for(t.train_steps, t.validation_interval, s.plateau_patience,
+                                    s.plateau_window))
 
 
 def tta_sizes_of(s: Settings) -> List[int]:
@@ -341,14 +370,15 @@ def finetune_schedule(s: Settings) -> Dict[str, Any]:
   t = teacher_params(s).trainer
   opt = t.optimizer_config
   steps = s.student_steps or max(1, round(s.student_steps_fraction * t.train_steps))
+  interval = min(steps, s.eval_interval or t.validation_interval)
   return {
       'steps': steps,
       'learning_rate': (opt.learning_rate.cosine.initial_learning_rate
                         if s.student_learning_rate is None else s.student_learning_rate),
       'warmup_steps': (opt.warmup.linear.warmup_steps if s.student_warmup_steps is None
                        else s.student_warmup_steps),
-      'eval_interval': min(steps, s.eval_interval or t.validation_interval),
-      'patience': s.finetune_patience,
+      'eval_interval': interval,
+      'patience': trainer.patience_for(steps, interval, s.finetune_patience, s.plateau_window),
       'plateau_start_step': round(s.plateau_start * steps),
   }
 
@@ -386,9 +416,11 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional
     wanted.update(threshold=s.threshold, ignore_threshold=s.ignore_threshold,
                   pseudo_override=s.pseudo_override, tta_flip=s.tta_flip,
                   tta_sizes=tta_sizes_of(s), pseudo_input=s.pseudo_input)
+  rule = trainer.Plateau(metric=s.metric, patience=plan['patience'],
+                         start_step=plan['plateau_start_step'])
   done = trainer.read_json(os.path.join(model_dir, RESULT))
   if done:
-    same_run(stage, model_dir, done, wanted)
+    same_run(stage, model_dir, done, wanted, rule)
     progress(f'{stage}: complete in {model_dir} (val {s.metric_name} '
              f'{100 * done["val"][s.metric]:.1f}), skipped')
     return done
@@ -415,8 +447,6 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional
           f'{plan["plateau_start_step"]}')
   progress(f'{stage}: {experiment}, up to {steps} steps {start} (lr {lr:g}, {stop}); '
            f'{model_dir}')
-  rule = trainer.Plateau(metric=s.metric, patience=plan['patience'],
-                         start_step=plan['plateau_start_step'])
   result = trainer.train_to_plateau(params, model_dir, rule,
                                     progress=lambda line: progress('  ' + line))
   summary = _summary(params, result, s, experiment=experiment, steps=steps,

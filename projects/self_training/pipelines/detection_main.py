@@ -89,7 +89,7 @@ def settings(data_dir: str) -> pipeline.Settings:
       gin_params=FLAGS.gin_params, teacher_override=FLAGS.params_override,
       student_override=FLAGS.student_override, pseudo_override=pseudo_override,
       plateau_patience=FLAGS.plateau_patience,
-      plateau_start=FLAGS.plateau_start,
+      plateau_start=FLAGS.plateau_start, plateau_window=FLAGS.plateau_window,
       finetune_patience=FLAGS.finetune_patience,
       student_steps=FLAGS.student_steps, student_steps_fraction=FLAGS.student_steps_fraction,
       student_learning_rate=FLAGS.student_learning_rate,

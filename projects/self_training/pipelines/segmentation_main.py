@@ -46,7 +46,7 @@ def settings(data_dir: str) -> seg.Settings:
       data_dir=data_dir, runs_dir=FLAGS.runs_dir, gin_files=FLAGS.gin_file,
       gin_params=FLAGS.gin_params, teacher_override=FLAGS.params_override,
       student_override=student_override, plateau_patience=FLAGS.plateau_patience,
-      plateau_start=FLAGS.plateau_start,
+      plateau_start=FLAGS.plateau_start, plateau_window=FLAGS.plateau_window,
       finetune_patience=FLAGS.finetune_patience,
       holdout_size=FLAGS.holdout_size, student_steps=FLAGS.student_steps,
       threshold=FLAGS.threshold, scales=scales,

@@ -6,6 +6,7 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from projects.self_training.common import cli
 from projects.self_training.common import paths
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
@@ -208,7 +209,10 @@ class Study:
     if not trainer.read_json(os.path.join(self.group_dir(cell.group), 'teacher',
                                           pipeline.TEACHER_METRICS)):
       return done
-    validity = self.judge(cell, quiet=True)
+    try:
+      validity = self.judge(cell, quiet=True)
+    except trainer.ConfigError as e:  # e.g. its teacher stopped by an earlier plateau rule
+      validity = {'valid': False, 'reasons': [cli.one_line(e)]}
     if validity == done.get('validity'):
       return done
     done = dict(done, validity=validity)
