@@ -248,6 +248,19 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
   assert ('| table2.rand.s1 | 0 | ' in text and
           'yes (converged: 9 steps gave -1.00 held-out AP, 3 s) |' in text)
 
+  # A teacher an earlier plateau rule stopped where today's would train on: its finished
+  # cells are judged invalid, in one line each, and nothing is trained.
+  path = os.path.join(group, 'teacher', pipeline.TEACHER_METRICS)
+  trainer.write_json(path, dict(trainer.read_json(path), stopped='plateau'))
+  lines.clear()
+  for r in checked.run(cells):
+    assert not r['validity']['valid']
+    assert r['validity']['reasons'] == [
+        f'{os.path.join(group, "teacher")} was stopped at step 6 by another plateau rule; '
+        f'this run\'s (patience 1000000 evals from step 3) trains it on: redo it '
+        f'(--force=teacher) or write to another directory']
+  assert sum('re-judged: invalid' in line for line in lines) == 2, lines
+
 
 @pytest.mark.slow
 def test_study_cli_runs_seeds_side_by_side(study_data, tmp_path):
@@ -368,12 +381,15 @@ def test_main_size_is_the_main_jobs_regime(study_data, tmp_path):
     assert params.trainer.train_steps == budget
     assert params.trainer.optimizer_config.learning_rate.cosine.decay_steps == budget
     assert pipeline.finetune_schedule(s)['steps'] == budget // 2
+    # The plateau must last a sixth of the schedule: 4 evals of 500 steps at S1, 11 at S4.
+    assert pipeline.teacher_rule(s).patience == {'s1': 4, 's4': 11}[aug]
     longer = pipeline.teacher_params(run.longer_settings(s, group)).trainer
     assert longer.train_steps == round(budget * 1.5)
     assert longer.optimizer_config.learning_rate.cosine.decay_steps == round(budget * 1.5)
   s4 = s
   default = pipeline.Settings(data_dir=study_data, runs_dir=str(tmp_path))
   for field in ('student_steps', 'student_steps_fraction', 'student_warmup_steps',
-                'eval_interval', 'plateau_patience', 'plateau_start', 'tta_sizes', 'tta_flip',
+                'eval_interval', 'plateau_patience', 'plateau_start', 'plateau_window',
+                'tta_sizes', 'tta_flip',
                 'threshold', 'ignore_threshold', 'pseudo_splits'):
     assert getattr(s4, field) == getattr(default, field), field
