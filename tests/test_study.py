@@ -381,8 +381,8 @@ def test_main_size_is_the_main_jobs_regime(study_data, tmp_path):
     assert params.trainer.train_steps == budget
     assert params.trainer.optimizer_config.learning_rate.cosine.decay_steps == budget
     assert pipeline.finetune_schedule(s)['steps'] == budget // 2
-    # The plateau must last a sixth of the schedule: 4 evals of 500 steps at S1, 11 at S4.
-    assert pipeline.teacher_rule(s).patience == {'s1': 4, 's4': 11}[aug]
+    # The plateau must last a quarter of the schedule: 6 evals of 500 steps at S1, 16 at S4.
+    assert pipeline.teacher_rule(s).patience == {'s1': 6, 's4': 16}[aug]
     longer = pipeline.teacher_params(run.longer_settings(s, group)).trainer
     assert longer.train_steps == round(budget * 1.5)
     assert longer.optimizer_config.learning_rate.cosine.decay_steps == round(budget * 1.5)

@@ -70,19 +70,20 @@ def test_plateau_rule():
 
 def test_plateau_window_lengthens_patience_on_long_schedules_only():
   """At least `window` of the schedule: the study's 12000-step teacher (evals every 500)
-  waits 4 evals, its 32000-step Augment-S4 teacher 11; the main job's 8000-step teacher and
-  the segmentation teacher (3000 steps, every 250, patience 4) keep their patience."""
+  waits 6 evals, its 32000-step Augment-S4 teacher 16, the main job's 8000-step teacher 4;
+  the segmentation teacher (3000 steps, every 250) keeps its patience 4."""
   window = trainer.PLATEAU_WINDOW
-  assert trainer.patience_for(12000, 500, 3, window) == 4
-  assert trainer.patience_for(32000, 500, 3, window) == 11
-  assert trainer.patience_for(8000, 500, 3, window) == 3
+  assert trainer.patience_for(12000, 500, 3, window) == 6
+  assert trainer.patience_for(32000, 500, 3, window) == 16
+  assert trainer.patience_for(8000, 500, 3, window) == 4
   assert trainer.patience_for(3000, 250, 4, window) == 4
+  assert trainer.patience_for(12000, 500, 3, 1 / 6) == 4
   assert trainer.patience_for(12000, 500, 3, 0.0) == 3
   assert trainer.patience_for(12000, 500, None, window) is None
   # A teacher's settings record the patience its schedule gets.
   s = pipeline.Settings(data_dir='', runs_dir='', teacher_override=(
       'trainer.train_steps=12000,trainer.validation_interval=500'))
-  assert pipeline.teacher_rule(s).patience == 4 and pipeline.teacher_rule(s).start_step == 6000
+  assert pipeline.teacher_rule(s).patience == 6 and pipeline.teacher_rule(s).start_step == 6000
 
 
 @pytest.mark.slow

@@ -39,7 +39,7 @@ flags.DEFINE_float('plateau_start', 0.5, 'Share of --train_steps before which ev
                    lower_bound=0, upper_bound=1)
 flags.DEFINE_float('plateau_window', trainer.PLATEAU_WINDOW,
                    'Share of --train_steps a plateau must last at least: more evals than '
-                   '--plateau_patience on a long schedule (default 1/6).',
+                   '--plateau_patience on a long schedule (default 1/4).',
                    lower_bound=0, upper_bound=1)
 
 

@@ -69,10 +69,10 @@ class Settings:
   # (docs/training.md).
   plateau_start: float = 0.5
   # ... and waits at least this share of a stage's steps (more evals than
-  # `plateau_patience` on a long schedule): held-out AP on 200 `holdout` images moves by 1-2
-  # points between evals while the learning rate is still high, and 3 evals (1500 steps)
-  # of a 12000-step teacher stopped it up to 3 AP short of its whole schedule's best
-  # (docs/training.md, 'The plateau rule').
+  # `plateau_patience` on a long schedule): under a cosine schedule held-out AP can sit
+  # flat for 2000 steps mid-schedule and rise 2 points as the learning rate decays; 3 evals
+  # (1500 steps) stopped 12000-step teachers up to 3 AP short of their whole schedule's
+  # best (docs/training.md, 'The plateau rule').
   plateau_window: float = trainer.PLATEAU_WINDOW
   # The paper's student protocol (Section 3.2, Appendix H): control and student start from
   # the teacher and train for a share of its steps (`student_steps` 0: the teacher's steps

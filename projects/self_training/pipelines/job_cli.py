@@ -44,7 +44,7 @@ def define_flags(defaults, stages: Sequence[str], runs_dir: str) -> None:
                      lower_bound=0, upper_bound=1)
   flags.DEFINE_float('plateau_window', defaults.plateau_window,
                      'Share of a model\'s steps a plateau must last at least: more evals '
-                     'than the patience on a long schedule (default 1/6).',
+                     'than the patience on a long schedule (default 1/4).',
                      lower_bound=0, upper_bound=1)
   flags.DEFINE_integer('student_steps', defaults.student_steps,
                        'Most training steps of the student and of the models it is compared '
