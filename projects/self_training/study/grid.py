@@ -63,8 +63,9 @@ SIZES = {
     # the registered budget scaled by augmentation (12000 steps at Augment-S1, 8/3 of it at
     # S4), control and student by the main job's protocol (half the teacher's budget). At
     # the registered 8000 steps one Augment-S1 Rand Init teacher in 3 was cut off at its
-    # best, and trained 12000 steps it gained 4.6 held-out AP; at 12000 the plateau rule
-    # stopped both seeds measured before the budget ended (docs/study.md).
+    # best, and trained 12000 steps it gained 4.6 held-out AP (docs/study.md). The plateau
+    # must last a quarter of the schedule, so teachers train nearly all of it, and one
+    # still at its best at the end takes the convergence test.
     'main': Size(None, None, None, scale_by_augmentation=True,
                  longer_factor=findings.LONGER_FACTOR, teacher_budget=1.5),
 }
