@@ -262,7 +262,8 @@ class Plateau:
     return None
 
 
-def patience_for(steps: int, interval: int, patience: Optional[int], window: float) -> Optional[int]:
+def patience_for(steps: int, interval: int, patience: Optional[int],
+                 window: float) -> Optional[int]:
   """The plateau rule's patience in evals: at least `patience`, and enough evals every
   `interval` steps to span `window` of a `steps`-step schedule (None stays None: no stop)."""
   if patience is None:
