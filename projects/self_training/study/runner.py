@@ -212,7 +212,7 @@ class Study:
     try:
       validity = self.judge(cell, quiet=True)
     except trainer.ConfigError as e:  # e.g. its teacher stopped by an earlier plateau rule
-      validity = {'valid': False, 'reasons': [cli.one_line(e)]}
+      validity = {'valid': False, 'reasons': [self.redo_hint(e, cell, path)]}
     if validity == done.get('validity'):
       return done
     done = dict(done, validity=validity)
@@ -220,6 +220,15 @@ class Study:
     self.progress(f'  re-judged: {"valid" if validity["valid"] else "invalid"}'
                   + ''.join(f'; {r}' for r in validity['reasons']))
     return done
+
+  def redo_hint(self, error: Exception, cell: grid.Cell, path: Optional[str] = None) -> str:
+    """A stage's refusal to reuse a run made otherwise (`pipeline.same_settings`), in the
+    study's terms: the study has no --force, so what to remove to re-run the cell."""
+    why = cli.one_line(error)
+    if ': redo it (' not in why:
+      return why
+    remove = self.group_dir(cell.group) + (f' and {path}' if path else '')
+    return f'{why.split(": redo it (")[0]}: to re-run the cell, remove {remove}'
 
   def steps(self) -> Dict[str, Optional[int]]:
     return {'teacher': self.size.teacher_steps, 'finetune': self.size.finetune_steps,
@@ -266,7 +275,10 @@ class Study:
       self.progress(f'[{i}/{len(cells)}] {cell.id}: {cell.group.name}, {cell.kind}')
       self.pretrained(cell.group.init)  # outside the cell's time: it serves every cell
       start = time.time()
-      summary, validity = by_run.get(cell.run_key) or self.run_cell(cell)
+      try:
+        summary, validity = by_run.get(cell.run_key) or self.run_cell(cell)
+      except trainer.ConfigError as e:
+        raise trainer.ConfigError(self.redo_hint(e, cell)) from e
       by_run[cell.run_key] = summary, validity
       record = {
           'id': cell.id, 'table': cell.table, 'row': cell.row, 'column': cell.column,
