@@ -3,7 +3,7 @@
 Answers "does the plateau rule stop a teacher before it converges, and which window does
 not?" without training anything: it replays candidate rules (`trainer.Plateau`, the code
 the runs use) on the held-out histories (`plateau_history.json`) of runs that trained every
-step with no stop, e.g. a study teacher under `--plateau_patience=1000000`. For each rule
+step with no stop, e.g. a teacher of `./run.sh --plateau_patience=1000000`. For each rule
 and run: the step it would have stopped at, the best held-out metric it would have kept,
 and what that loses against the whole schedule's best (in metric points x100; the study's
 convergence tolerance is 0.5 AP). Every figure is read from the histories given.
@@ -40,6 +40,9 @@ def load(path: str) -> Dict[str, Any]:
   if not state or not state.get('history'):
     raise trainer.ConfigError(f'{path}: no held-out history (plateau_history.json) there')
   history = state['history']
+  if any(FLAGS.metric not in h for h in history):
+    raise trainer.ConfigError(f'{path}: not every eval has {FLAGS.metric} (--metric: one of '
+                              f'{", ".join(sorted(history[-1]))})')
   if state.get('stopped') == 'plateau':
     raise trainer.ConfigError(f'{path}: the plateau rule stopped this run at step '
                               f'{history[-1]["step"]}; replay needs a run that trained its '
@@ -79,14 +82,15 @@ def main(argv):
   paths = argv[1:]
   if not paths:
     raise app.UsageError('give run dirs or plateau_history.json files of whole-schedule runs')
-  with cli.errors_in_one_line(trainer.ConfigError, ValueError, OSError):
+  with cli.errors_in_one_line(trainer.ConfigError, ValueError, OSError, ZeroDivisionError):
     runs = [load(p) for p in paths]
+    patiences = [int(p) for p in FLAGS.patience]
+    windows = [float(fractions.Fraction(w)) for w in FLAGS.window]
   for i, run in enumerate(runs):
     best = max(run['history'], key=lambda h: h[FLAGS.metric])
     print(f'run {i}: {run["path"]}: {run["steps"]} steps, best held-out {FLAGS.metric} '
           f'{100 * best[FLAGS.metric]:.2f} at {best["step"]}')
-  table = rows(runs, [int(p) for p in FLAGS.patience],
-                 [float(fractions.Fraction(w)) for w in FLAGS.window])
+  table = rows(runs, patiences, windows)
   print(f'\nmin_delta {100 * FLAGS.min_delta:g}, evals counted from {FLAGS.start:g} of the '
         f'schedule; per run: stop step (evals in the window) / loss vs the whole schedule\'s best')
   print('| patience | window | ' + ' | '.join(f'run {i}' for i in range(len(runs))) +
