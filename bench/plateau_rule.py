@@ -64,12 +64,12 @@ def rows(runs: Sequence[Dict[str, Any]], patiences: Sequence[int],
     for patience in patiences:
       row = {'patience': patience, 'window': window, 'runs': []}
       for run in runs:
-        p = trainer.patience_for(run['steps'], run['interval'], patience, window)
-        rule = trainer.Plateau(metric=FLAGS.metric, patience=p, min_delta=FLAGS.min_delta,
-                               start_step=round(FLAGS.start * run['steps']))
+        rule = trainer.Plateau.for_schedule(run['steps'], run['interval'], patience, window,
+                                            FLAGS.start, metric=FLAGS.metric,
+                                            min_delta=FLAGS.min_delta)
         stop, kept = replay(run['history'], rule, FLAGS.metric)
         best = max(h[FLAGS.metric] for h in run['history'])
-        row['runs'].append({'evals': p, 'stop': stop, 'steps': run['steps'],
+        row['runs'].append({'evals': rule.patience, 'stop': stop, 'steps': run['steps'],
                             'kept': 100 * kept, 'loss': 100 * (best - kept)})
       row['worst_loss'] = max(r['loss'] for r in row['runs'])
       row['steps_saved'] = sum(r['steps'] - r['stop'] for r in row['runs']) / sum(

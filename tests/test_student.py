@@ -167,13 +167,15 @@ def test_control_and_student_follow_the_teachers_schedule_by_default(tiny_data):
   teacher = pipeline.teacher_params(s).trainer
   assert plan == {'steps': 3, 'learning_rate': teacher.optimizer_config.learning_rate.cosine
                   .initial_learning_rate, 'warmup_steps': 1, 'eval_interval': 3,
-                  'patience': None, 'plateau_start_step': 2}
+                  'rule': trainer.Plateau(patience=None, start_step=2)}
   other = pipeline.finetune_schedule(pipeline.Settings(
       data_dir=tiny_data, runs_dir='', teacher_override=TINY, student_steps=4,
       student_learning_rate=0.01, student_warmup_steps=2, eval_interval=2,
       finetune_patience=7))
   assert other == {'steps': 4, 'learning_rate': 0.01, 'warmup_steps': 2, 'eval_interval': 2,
-                   'patience': 7, 'plateau_start_step': 2}
+                   'rule': trainer.Plateau(patience=7, start_step=2)}
+  assert other['rule'].describe() == 'plateau after 7 evals without gain, counted from step 2'
+  assert plan['rule'].describe() == 'its whole schedule'
   as_long = pipeline.finetune_schedule(pipeline.Settings(
       data_dir=tiny_data, runs_dir='', teacher_override=TINY, student_steps_fraction=1.0))
   assert as_long['steps'] == 6 and as_long['eval_interval'] == 3
@@ -299,13 +301,13 @@ def test_a_run_an_earlier_plateau_rule_stopped_stands_only_where_this_rule_stops
   done = {'stopped': 'plateau', 'history': history, 'settings': {'seed': 1}}
   wanted = {'patience': 3, 'plateau_start': 0.5, 'seed': 1}
   pipeline.same_run('teacher', 't', done, wanted, trainer.Plateau(patience=3))
-  with pytest.raises(trainer.ConfigError, match=r't was stopped at step 2500 by another '
-                     r'plateau rule; this run\'s \(patience 4 evals from step 0\) trains it on: '
-                     r'redo it \(--force=teacher\)'):
+  with pytest.raises(trainer.MadeOtherwise, match=r't was stopped at step 2500 by another '
+                     r'plateau rule; this run\'s rule \(plateau after 4 evals without gain, '
+                     r'counted from step 0\) trains it on: redo it \(--force=teacher\)'):
     pipeline.same_run('teacher', 't', done, dict(wanted, patience=4),
                       trainer.Plateau(patience=4))
-  with pytest.raises(trainer.ConfigError, match=r'this run\'s \(patience 2 evals from step 0\) '
-                     r'stops it at 2000'):
+  with pytest.raises(trainer.ConfigError, match=r'this run\'s rule \(plateau after 2 evals '
+                     r'without gain, counted from step 0\) stops it at 2000'):
     pipeline.same_run('teacher', 't', done, dict(wanted, patience=2),
                       trainer.Plateau(patience=2))
 

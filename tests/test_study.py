@@ -258,7 +258,7 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
     assert not r['validity']['valid']
     assert r['validity']['reasons'] == [
         f'{os.path.join(group, "teacher")} was stopped at step 6 by another plateau rule; '
-        f'this run\'s (patience 1000000 evals from step 3) trains it on: to re-run the cell, '
+        f'this run\'s rule (its whole schedule) trains it on: to re-run the cell, '
         f'remove {group} and {os.path.join(study_dir, "cells", r["id"] + ".json")}']
   assert sum('re-judged: invalid' in line for line in lines) == 2, lines
   # A cell to run on that teacher stops the study in one line, saying what to remove.

@@ -80,6 +80,10 @@ def test_plateau_window_lengthens_patience_on_long_schedules_only():
   assert trainer.patience_for(12000, 500, 3, 1 / 6) == 4
   assert trainer.patience_for(12000, 500, 3, 0.0) == 3
   assert trainer.patience_for(12000, 500, None, window) is None
+  # Every stage builds its rule from its schedule the same way.
+  assert trainer.Plateau.for_schedule(12000, 500, 3, start=0.5, metric='mIoU') == trainer.Plateau(
+      metric='mIoU', patience=6, start_step=6000)
+  assert trainer.Plateau.for_schedule(12000, 500, None).describe() == 'its whole schedule'
   # A teacher's settings record the patience its schedule gets.
   s = pipeline.Settings(data_dir='', runs_dir='', teacher_override=(
       'trainer.train_steps=12000,trainer.validation_interval=500'))

@@ -58,13 +58,11 @@ def main(_):
 
 def _run(params):
   if FLAGS.stop_at_plateau:
-    steps = params.trainer.train_steps
-    patience = trainer.patience_for(steps, params.trainer.validation_interval,
-                                    FLAGS.plateau_patience, FLAGS.plateau_window)
     result = trainer.train_to_plateau(
-        params, FLAGS.model_dir,
-        trainer.Plateau(patience=patience, min_delta=FLAGS.plateau_min_delta,
-                        start_step=round(FLAGS.plateau_start * steps)))
+        params, FLAGS.model_dir, trainer.Plateau.for_schedule(
+            params.trainer.train_steps, params.trainer.validation_interval,
+            FLAGS.plateau_patience, FLAGS.plateau_window, FLAGS.plateau_start,
+            min_delta=FLAGS.plateau_min_delta))
     logging.info('stopped at %s; best: %s', result['stopped'], result['best'])
     print(f'stopped ({result["stopped"]}); best eval: {result["best"]}')
     return

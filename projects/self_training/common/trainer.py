@@ -47,6 +47,16 @@ class ConfigError(ValueError):
   """A bad experiment name, config file, override or gin binding: reported in one line."""
 
 
+class MadeOtherwise(ConfigError):
+  """A finished or interrupted stage in `where` made otherwise than this run asks (`why`):
+  never reused silently. The pipeline's own remedy is `--force=STAGE`; a caller with another
+  (the study) words its own from `why`."""
+
+  def __init__(self, why: str, stage: str, where: str):
+    super().__init__(f'{why}: redo it (--force={stage}) or write to another directory')
+    self.why, self.stage, self.where = why, stage, where
+
+
 @dataclasses.dataclass
 class ExperimentFlags:
   """What Model Garden's `ExperimentParser` reads from absl flags, as a plain object."""
@@ -253,6 +263,23 @@ class Plateau:
       return False
     best_before = max(values[:-self.patience])
     return max(values[-self.patience:]) < best_before + self.min_delta
+
+  @classmethod
+  def for_schedule(cls, steps: int, interval: int, patience: Optional[int],
+                   window: float = PLATEAU_WINDOW, start: float = 0.0,
+                   **kwargs) -> 'Plateau':
+    """The rule of a `steps`-step schedule with an eval every `interval` steps: patience
+    `patience_for(steps, interval, patience, window)` evals, counted from `start` of the
+    steps (`metric`, `min_delta` in `kwargs`)."""
+    return cls(patience=patience_for(steps, interval, patience, window),
+               start_step=round(start * steps), **kwargs)
+
+  def describe(self) -> str:
+    """The rule in a progress line's words."""
+    if self.patience is None:
+      return 'its whole schedule'
+    return (f'plateau after {self.patience} evals without gain, counted from step '
+            f'{self.start_step}')
 
   def stop_step(self, history: List[Dict[str, float]]) -> Optional[int]:
     """The step of the first eval in `history` at which this rule stops (None: none)."""

@@ -63,7 +63,7 @@ class Settings:
   teacher_override: str = ''
   student_override: str = ''     # applies to control and student alike
   pseudo_override: str = ''      # the student's alone: alpha, pseudo_background_weight, ...
-  plateau_patience: int = 3
+  plateau_patience: Optional[int] = 3  # None: the whole schedule
   # The plateau rule counts only held-out evals from this share of a stage's steps on:
   # near the cosine schedule's peak learning rate held-out AP dips and recovers
   # (docs/training.md).
@@ -181,9 +181,9 @@ def same_settings(stage: str, where: str, made: Dict[str, Any], wanted: Dict[str
   """A complete stage made with other settings is an error, never silently reused."""
   for key, value in wanted.items():
     if key in made and made[key] != value:
-      raise trainer.ConfigError(
-          f'{where} was made with {key}={made[key]!r}, this run asks for {value!r}: '
-          f'redo it (--force={stage}) or write to another directory')
+      raise trainer.MadeOtherwise(
+          f'{where} was made with {key}={made[key]!r}, this run asks for {value!r}', stage,
+          where)
 
 
 def same_run(stage: str, where: str, done: Dict[str, Any], wanted: Dict[str, Any],
@@ -196,11 +196,10 @@ def same_run(stage: str, where: str, done: Dict[str, Any], wanted: Dict[str, Any
   if stopped == 'plateau' and rule is not None and history:
     at = rule.stop_step(history)
     if at != history[-1]['step']:
-      raise trainer.ConfigError(
+      raise trainer.MadeOtherwise(
           f'{where} was stopped at step {history[-1]["step"]} by another plateau rule; this '
-          f'run\'s (patience {rule.patience} evals from step {rule.start_step}) '
-          + (f'stops it at {at}' if at else 'trains it on')
-          + f': redo it (--force={stage}) or write to another directory')
+          f'run\'s rule ({rule.describe()}) '
+          + (f'stops it at {at}' if at else 'trains it on'), stage, where)
     stopped = 'train_steps'  # the same run under this rule
   ran_all = stopped == 'train_steps'
   same_settings(stage, where, done.get('settings', {}),
@@ -259,8 +258,8 @@ def teacher(s: Settings, progress: Callable[[str], None] = print) -> Dict[str, A
   claim('teacher', model_dir, wanted)
   tf_keras.utils.set_random_seed(s.seed)
   progress(f'teacher: {s.teacher_experiment}, up to {params.trainer.train_steps} steps, '
-           f'held-out {s.metric_name} every {params.trainer.validation_interval}, plateau after '
-           f'{rule.patience} evals without gain, counted from step {rule.start_step}; {model_dir}')
+           f'held-out {s.metric_name} every {params.trainer.validation_interval}, '
+           f'{rule.describe()}; {model_dir}')
   result = trainer.train_to_plateau(params, model_dir, rule,
                                     progress=lambda line: progress('  ' + line))
   summary = _summary(params, result, s, experiment=s.teacher_experiment,
@@ -273,10 +272,8 @@ def teacher_rule(s: Settings) -> trainer.Plateau:
   """The teacher's plateau rule: `plateau_patience` evals, at least `plateau_window` of its
   steps, counted from `plateau_start` of them."""
   t = teacher_params(s).trainer
-  return trainer.Plateau(
-      metric=s.metric, start_step=round(s.plateau_start * t.train_steps),
-      patience=trainer.patience_for(t.train_steps, t.validation_interval, s.plateau_patience,
-                                    s.plateau_window))
+  return trainer.Plateau.for_schedule(t.train_steps, t.validation_interval, s.plateau_patience,
+                                      s.plateau_window, s.plateau_start, metric=s.metric)
 
 
 def tta_sizes_of(s: Settings) -> List[int]:
@@ -378,8 +375,8 @@ def finetune_schedule(s: Settings) -> Dict[str, Any]:
       'warmup_steps': (opt.warmup.linear.warmup_steps if s.student_warmup_steps is None
                        else s.student_warmup_steps),
       'eval_interval': interval,
-      'patience': trainer.patience_for(steps, interval, s.finetune_patience, s.plateau_window),
-      'plateau_start_step': round(s.plateau_start * steps),
+      'rule': trainer.Plateau.for_schedule(steps, interval, s.finetune_patience,
+                                           s.plateau_window, s.plateau_start, metric=s.metric),
   }
 
 
@@ -406,9 +403,10 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional
   model_dir = s.dir(stage)
   plan = finetune_schedule(s)
   steps, lr, warmup = plan['steps'], plan['learning_rate'], plan['warmup_steps']
+  rule = plan['rule']
   wanted = {'experiment': experiment, 'steps': steps, 'learning_rate': lr,
             'warmup_steps': warmup, 'eval_interval': plan['eval_interval'],
-            'patience': plan['patience'], 'plateau_start_step': plan['plateau_start_step'],
+            'patience': rule.patience, 'plateau_start_step': rule.start_step,
             'seed': s.seed, 'override': s.student_override,
             'gin_files': list(s.gin_files), 'gin_params': list(s.gin_params),
             'init': init_checkpoint}
@@ -416,8 +414,6 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional
     wanted.update(threshold=s.threshold, ignore_threshold=s.ignore_threshold,
                   pseudo_override=s.pseudo_override, tta_flip=s.tta_flip,
                   tta_sizes=tta_sizes_of(s), pseudo_input=s.pseudo_input)
-  rule = trainer.Plateau(metric=s.metric, patience=plan['patience'],
-                         start_step=plan['plateau_start_step'])
   done = trainer.read_json(os.path.join(model_dir, RESULT))
   if done:
     same_run(stage, model_dir, done, wanted, rule)
@@ -442,11 +438,8 @@ def finetune(s: Settings, stage: str, experiment: str, init_checkpoint: Optional
   claim(stage, model_dir, wanted)
   tf_keras.utils.set_random_seed(s.seed)
   start = 'from the teacher' if init_checkpoint is not None else 'from its initialization'
-  stop = ('its whole schedule' if plan['patience'] is None else
-          f'plateau after {plan["patience"]} held-out evals without gain, counted from step '
-          f'{plan["plateau_start_step"]}')
-  progress(f'{stage}: {experiment}, up to {steps} steps {start} (lr {lr:g}, {stop}); '
-           f'{model_dir}')
+  progress(f'{stage}: {experiment}, up to {steps} steps {start} (lr {lr:g}, '
+           f'{rule.describe()}); {model_dir}')
   result = trainer.train_to_plateau(params, model_dir, rule,
                                     progress=lambda line: progress('  ' + line))
   summary = _summary(params, result, s, experiment=experiment, steps=steps,

@@ -152,7 +152,7 @@ def run(kind: str, runs_dir: str, data_dir: Optional[str] = None, params_overrid
   progress(f'pretrain {kind}: {KINDS[kind]}, {params.trainer.train_steps} steps -> {out}')
   start = time.time()
   trained = trainer.train_to_plateau(
-      params, out, trainer.Plateau(metric='accuracy', patience=10**6), progress=progress)
+      params, out, trainer.Plateau(metric='accuracy', patience=None), progress=progress)
   checkpoint = trained['best_checkpoint']
   result = {'kind': kind, 'experiment': KINDS[kind], 'best_checkpoint': checkpoint,
             'best_step': trained['best']['step'],

@@ -93,7 +93,7 @@ class Study:
         gin_params=gin_params,
         teacher_override=pipeline.join_overrides(self.teacher_schedule(group), size.override),
         student_override=size.override,
-        plateau_patience=3 if size.teacher_steps is None else 10 ** 6,
+        plateau_patience=3 if size.teacher_steps is None else None,
         # The main job's pool and pseudo labels (4 views). Not `iconic`: the plateaued main
         # job teacher keeps 0.03 boxes per iconic image (docs/study.md, 'Is `iconic` a pool').
         pseudo_splits=(emoji_scenes.UNLABELED_SPLIT,),
@@ -222,13 +222,12 @@ class Study:
     return done
 
   def redo_hint(self, error: Exception, cell: grid.Cell, path: Optional[str] = None) -> str:
-    """A stage's refusal to reuse a run made otherwise (`pipeline.same_settings`), in the
+    """A stage's refusal to reuse a run made otherwise (`trainer.MadeOtherwise`), in the
     study's terms: the study has no --force, so what to remove to re-run the cell."""
-    why = cli.one_line(error)
-    if ': redo it (' not in why:
-      return why
+    if not isinstance(error, trainer.MadeOtherwise):
+      return cli.one_line(error)
     remove = self.group_dir(cell.group) + (f' and {path}' if path else '')
-    return f'{why.split(": redo it (")[0]}: to re-run the cell, remove {remove}'
+    return f'{error.why}: to re-run the cell, remove {remove}'
 
   def steps(self) -> Dict[str, Optional[int]]:
     return {'teacher': self.size.teacher_steps, 'finetune': self.size.finetune_steps,
