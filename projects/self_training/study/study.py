@@ -68,8 +68,9 @@ flags.DEFINE_list('seeds', [], 'Seeds: each runs every selected cell, teachers i
                   'Rand Init rows), enough for its findings to be judged.')
 flags.DEFINE_integer('jobs', 2, 'Seeds run side by side, each in its own process with its '
                      'share of the cores: on 2 cores two 1-thread teachers train 1.3-1.5x the '
-                     'images per second of one 2-thread teacher (`./run.sh bench_parallel`, '
-                     'docs/benchmarks.md). 1: one seed after another.')
+                     'images per second of one 2-thread teacher (`./run.sh bench_parallel`), '
+                     'whole students about as many (docs/benchmarks.md). 1: one seed after '
+                     'another.')
 flags.DEFINE_bool('list', False, 'List the cells and exit.')
 flags.DEFINE_bool('report_only', False, 'Rewrite the report from finished cells and exit.')
 flags.DEFINE_bool('report', True, 'Write the report after the run (off: the runs of `--jobs`).')
