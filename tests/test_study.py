@@ -7,6 +7,7 @@ import re
 import pytest
 import yaml
 
+from projects.self_training.common import cli
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pipelines import detection as pipeline
@@ -266,6 +267,27 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
   with pytest.raises(trainer.ConfigError, match=r'trains it on: to re-run the cell, remove '
                      + re.escape(group) + '$'):
     checked.run(cells)
+
+
+def test_redo_hint_names_only_what_a_refused_stage_feeds(study_data, tmp_path):
+  """A refused control or student: its own directory (the teacher need not retrain); a
+  refused teacher, export or pseudo labels: the whole group, whose other stages they feed."""
+  run = runner.Study(str(tmp_path), study_data, grid.SIZES['tiny'], 'tiny')
+  cell = grid.select(grid.grid(), ['table2.rand_st.s1'])[0]
+  s = run.settings(cell.group)
+  cell_json = run.cell_path(cell)
+  for stage, redo in (('student', s.dir('student')), ('control', s.dir('control')),
+                      ('teacher', run.group_dir(cell.group)),
+                      ('pseudo', run.group_dir(cell.group))):
+    pipeline.claim(stage, s.dir(stage), {'seed': 0})
+    with pytest.raises(trainer.MadeOtherwise) as refused:
+      pipeline.claim(stage, s.dir(stage), {'seed': 1})
+    assert str(refused.value).startswith(f'{s.dir(stage)} (an interrupted run) was made with '
+                                         'seed=0, this run asks for 1')
+    assert run.redo_hint(refused.value, cell, cell_json) == (
+        f'{s.dir(stage)} (an interrupted run) was made with seed=0, this run asks for 1: to '
+        f're-run the cell, remove {redo} and {cell_json}')
+  assert run.redo_hint(ValueError('bad\nthing'), cell) == cli.one_line(ValueError('bad\nthing'))
 
 
 @pytest.mark.slow

@@ -48,8 +48,8 @@ class ConfigError(ValueError):
 
 
 class MadeOtherwise(ConfigError):
-  """A finished or interrupted stage in `where` made otherwise than this run asks (`why`):
-  never reused silently. The pipeline's own remedy is `--force=STAGE`; a caller with another
+  """A finished or interrupted stage in directory `where` made otherwise than this run asks
+  (`why`): never reused silently. The pipeline's own remedy is `--force=STAGE`; a caller with another
   (the study) words its own from `why`."""
 
   def __init__(self, why: str, stage: str, where: str):

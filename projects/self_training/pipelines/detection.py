@@ -166,8 +166,8 @@ def claim(stage: str, model_dir: str, wanted: Dict[str, Any]) -> None:
   path = os.path.join(model_dir, STARTED)
   started = trainer.read_json(path)
   if started:
-    same_settings(stage, f'{model_dir} (an interrupted run)', started,
-                  _without(wanted, STOP_KEYS))
+    same_settings(stage, model_dir, started, _without(wanted, STOP_KEYS),
+                  what=f'{model_dir} (an interrupted run)')
     return
   tf.io.gfile.makedirs(model_dir)
   trainer.write_json(path, wanted)
@@ -177,13 +177,15 @@ def _without(settings: Dict[str, Any], keys: Sequence[str]) -> Dict[str, Any]:
   return {k: v for k, v in settings.items() if k not in keys}
 
 
-def same_settings(stage: str, where: str, made: Dict[str, Any], wanted: Dict[str, Any]):
-  """A complete stage made with other settings is an error, never silently reused."""
+def same_settings(stage: str, where: str, made: Dict[str, Any], wanted: Dict[str, Any],
+                  what: Optional[str] = None):
+  """A complete stage made with other settings is an error, never silently reused. `where`:
+  its directory; `what`: how the message names it (default `where`)."""
   for key, value in wanted.items():
     if key in made and made[key] != value:
       raise trainer.MadeOtherwise(
-          f'{where} was made with {key}={made[key]!r}, this run asks for {value!r}', stage,
-          where)
+          f'{what or where} was made with {key}={made[key]!r}, this run asks for {value!r}',
+          stage, where)
 
 
 def same_run(stage: str, where: str, done: Dict[str, Any], wanted: Dict[str, Any],

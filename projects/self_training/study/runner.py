@@ -223,10 +223,14 @@ class Study:
 
   def redo_hint(self, error: Exception, cell: grid.Cell, path: Optional[str] = None) -> str:
     """A stage's refusal to reuse a run made otherwise (`trainer.MadeOtherwise`), in the
-    study's terms: the study has no --force, so what to remove to re-run the cell."""
+    study's terms: the study has no --force, so what to remove to re-run the cell. A control
+    or student is the end of its chain (`pipeline.DEPENDS_ON`): its own directory; any other
+    stage feeds the group's other stages: the group's."""
     if not isinstance(error, trainer.MadeOtherwise):
       return cli.one_line(error)
-    remove = self.group_dir(cell.group) + (f' and {path}' if path else '')
+    last = not any(error.stage in up for up in pipeline.DEPENDS_ON.values())
+    remove = (error.where if last else self.group_dir(cell.group)) + (
+        f' and {path}' if path else '')
     return f'{error.why}: to re-run the cell, remove {remove}'
 
   def steps(self) -> Dict[str, Optional[int]]:
