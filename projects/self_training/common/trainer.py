@@ -49,8 +49,8 @@ class ConfigError(ValueError):
 
 class MadeOtherwise(ConfigError):
   """A finished or interrupted stage in directory `where` made otherwise than this run asks
-  (`why`): never reused silently. The pipeline's own remedy is `--force=STAGE`; a caller with another
-  (the study) words its own from `why`."""
+  (`why`): never reused silently. The pipeline's own remedy is `--force=STAGE`; a caller
+  with another (the study) words its own from `why`."""
 
   def __init__(self, why: str, stage: str, where: str):
     super().__init__(f'{why}: redo it (--force={stage}) or write to another directory')
