@@ -396,21 +396,38 @@ def test_compare_reads_a_study_dir(tmp_path):
   assert [r['metrics']['AP'] for r in rows] == pytest.approx([20.0, 22.0])
 
 
+def test_teacher_budget_scales_like_appendix_h_and_refuses_a_fraction_it_lacks():
+  """Appendix H's Rand Init steps, over Augment-S1 on all labels: 120k / 45k at S4, 45k /
+  45k at S4 on 20%; a fraction it gives no steps for is a one-line error."""
+  assert grid.teacher_budget_factor('s1') == 1.0
+  assert grid.teacher_budget_factor('s4') == pytest.approx(120 / 45)
+  assert grid.teacher_budget_factor('s4', 0.2) == pytest.approx(1.0)
+  assert grid.teacher_budget_factor('s1', 0.5) == pytest.approx(90 / 120)
+  with pytest.raises(trainer.ConfigError, match='no steps for 30% of the labels') as e:
+    grid.teacher_budget_factor('s4', 0.3)
+  assert '\n' not in str(e.value)
+
+
 def test_main_size_is_the_main_jobs_regime(study_data, tmp_path):
   """`--size main`: teachers to their plateau within 1.5x the registered budget scaled by
-  Appendix H (S4: 8/3 of S1's), control and student by the main job's protocol, the main
-  job's pool and labels; the convergence test 1.5x longer again."""
+  Appendix H (S4: 8/3 of S1's; S4 on 20% of the labels: as S1 on all), control and student
+  by the main job's protocol, the main job's pool and labels; the convergence test 1.5x
+  longer again."""
   run = runner.Study(str(tmp_path), study_data, grid.SIZES['main'], 'main')
   steps = trainer.build_params('emoji_retinanet').trainer.train_steps
-  for aug, budget in (('s1', round(steps * 1.5)), ('s4', round(steps * 1.5 * 120 / 45))):
-    group = grid.Group('rand', aug)
+  # group, its teacher's budget, its plateau rule's patience (a quarter of the schedule in
+  # evals of 500 steps)
+  for group, budget, patience in (
+      (grid.Group('rand', 's1'), round(steps * 1.5), 6),
+      (grid.Group('rand', 's4', 0.2), round(steps * 1.5), 6),
+      (grid.Group('imagenet', 's4', 0.5), round(steps * 1.5 * 90 / 45), 12),
+      (grid.Group('rand', 's4'), round(steps * 1.5 * 120 / 45), 16)):
     s = run.settings(group)
     params = pipeline.teacher_params(s)
-    assert params.trainer.train_steps == budget
+    assert params.trainer.train_steps == budget, group
     assert params.trainer.optimizer_config.learning_rate.cosine.decay_steps == budget
     assert pipeline.finetune_schedule(s)['steps'] == budget // 2
-    # The plateau must last a quarter of the schedule: 6 evals of 500 steps at S1, 16 at S4.
-    assert pipeline.teacher_rule(s).patience == {'s1': 6, 's4': 16}[aug]
+    assert pipeline.teacher_rule(s).patience == patience
     longer = pipeline.teacher_params(run.longer_settings(s, group)).trainer
     assert longer.train_steps == round(budget * 1.5)
     assert longer.optimizer_config.learning_rate.cosine.decay_steps == round(budget * 1.5)

@@ -21,7 +21,8 @@ AUG_NAMES = {a: f'Augment-S{a[1]}' for a in paper_numbers.AUGS}
 class Size:
   """Steps per stage. `teacher_steps` None: the registered recipe's budget times
   `teacher_budget`, stopped by the plateau rule (with `scale_by_augmentation`, also times
-  Appendix H's ratio of the group's augmentation's Rand Init steps to Augment-S1's).
+  Appendix H's ratio of the Rand Init steps at the group's augmentation and labeled fraction
+  to those at Augment-S1 on every label: `teacher_budget_factor`).
   `finetune_steps` None: the main job's protocol for control and student
   (`pipelines/detection.Settings`). `longer_factor`: a teacher its budget cut off is trained
   this many times longer, the convergence test of `findings.teacher_reasons` (None: such a
@@ -36,11 +37,21 @@ class Size:
   teacher_budget: float = 1.0
 
 
-def teacher_budget_factor(aug: str) -> float:
-  """Appendix H's Rand Init B7 steps at `aug` over those at Augment-S1 (S4: 120k / 45k):
-  stronger augmentation needs longer to plateau."""
-  steps = lambda a: paper_numbers.APPENDIX_H[('table2', 'rand', a)].steps
-  return steps(aug) / steps('s1')
+def teacher_budget_factor(aug: str, fraction: float = 1.0) -> float:
+  """Appendix H's Rand Init B7 steps at `aug` and `fraction` of the labels over those at
+  Augment-S1 on all of them: stronger augmentation needs longer to plateau (Table 2, S4:
+  120k / 45k), fewer labels less long (Table 3 at S4, 20%: 45k / 120k). The paper gives
+  fractions at S4 only; at another augmentation a fraction scales the steps as it does
+  there."""
+  table2 = lambda a: paper_numbers.APPENDIX_H[('table2', 'rand', a)].steps
+  column = f'f{round(100 * fraction)}'
+  table3 = paper_numbers.APPENDIX_H.get(('table3', 'rand', column))
+  if table3 is None:
+    raise trainer.ConfigError(
+        f'Appendix H gives no steps for {100 * fraction:g}% of the labels (it has 20%, 50% '
+        f'and 100%): the study cannot scale that teacher\'s budget')
+  by_fraction = table3.steps / paper_numbers.APPENDIX_H[('table3', 'rand', 'f100')].steps
+  return table2(aug) / table2('s1') * by_fraction
 
 
 SIZES = {
@@ -60,8 +71,8 @@ SIZES = {
     # The main job's recipe: teachers to their held-out plateau, 800-step students.
     'full': Size(None, 800, None, longer_factor=findings.LONGER_FACTOR),
     # The main job's regime (the default): teachers to their held-out plateau within 1.5x
-    # the registered budget scaled by augmentation (12000 steps at Augment-S1, 8/3 of it at
-    # S4), control and student by the main job's protocol (half the teacher's budget). At
+    # the registered budget scaled by augmentation and labeled fraction (12000 steps at
+    # Augment-S1, 8/3 of it at S4, as much as S1 at S4 on 20%), control and student by the main job's protocol (half the teacher's budget). At
     # the registered 8000 steps one Augment-S1 Rand Init teacher in 3 was cut off at its
     # best, and trained 12000 steps it gained 4.6 held-out AP (docs/study.md). The plateau
     # must last a quarter of the schedule, so teachers train nearly all of it, and one

@@ -109,12 +109,13 @@ class Study:
   def teacher_schedule(self, group: grid.Group, longer: float = 1.0) -> str:
     """Params override of the group's teacher schedule, `longer` times its steps: the
     size's fixed steps, or the registered teacher's steps (and cosine decay) times the
-    size's `teacher_budget` and `grid.teacher_budget_factor` of the group's augmentation,
-    its evals and warm-up kept."""
+    size's `teacher_budget` and `grid.teacher_budget_factor` of the group's augmentation
+    and labeled fraction, its evals and warm-up kept."""
     if self.size.teacher_steps is not None:
       return grid.fixed_schedule(round(self.size.teacher_steps * longer), max_warmup=150)
     factor = longer * self.size.teacher_budget * (
-        grid.teacher_budget_factor(group.aug) if self.size.scale_by_augmentation else 1.0)
+        grid.teacher_budget_factor(group.aug, group.fraction)
+        if self.size.scale_by_augmentation else 1.0)
     if factor == 1.0:
       return ''
     joint = '_joint' if group.joint else ''
