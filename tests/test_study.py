@@ -201,13 +201,17 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
   assert '**not judged**' in text and 'table2.rand.s1 seed 0 invalid' in text
   assert os.path.exists(os.path.join(study_dir, 'figure1.png'))
 
-  # A rule that asks for the convergence test judges the finished cells again: the
-  # teacher trained 1.5x longer (9 steps) runs once for the group, both verdicts are
-  # rewritten, and a further re-run trains nothing. The longer teacher is a stand-in that
-  # writes the completion file the pipeline would, with a chosen gain (its schedule is
-  # checked in test_main_size_is_the_main_jobs_regime).
+  # A rule that asks for the convergence test judges the finished cells again. The teacher
+  # trained 1.5x longer (9 steps) gains 1.0 held-out AP and ends at its best too, so it is
+  # tested in turn (2.25x: 14 steps; +0.3, it converged) and replaces the budget's teacher:
+  # the finished cells, made from that one, are re-judged invalid with what to remove, and a
+  # further re-run trains nothing. The longer teachers are stand-ins that write the
+  # completion file the pipeline would, with chosen gains (their schedules are checked in
+  # test_main_size_is_the_main_jobs_regime, adopting one in
+  # test_convergence_test_adopts_the_teacher_that_gained).
   real_teacher = pipeline.teacher
   teacher = trainer.read_json(os.path.join(group, 'teacher', 'teacher_metrics.json'))
+  base = teacher['holdout']['AP']
   longer_steps = []
 
   def longer_teacher(s, progress=print):
@@ -216,9 +220,11 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
     done = pipeline.finished_teacher(s)
     if done:
       return done
-    longer_steps.append(pipeline.teacher_params(s).trainer.train_steps)
-    summary = {'holdout': {'AP': teacher['holdout']['AP'] + 0.01}, 'best_step': 9,
-               'stopped': 'train_steps', 'history': [{'step': 9}], 'train_seconds': 3.0}
+    steps = pipeline.teacher_params(s).trainer.train_steps
+    longer_steps.append(steps)
+    gained = {9: 0.01, 14: 0.013}[steps]
+    summary = {'holdout': {'AP': base + gained}, 'best_step': steps,
+               'stopped': 'train_steps', 'history': [{'step': steps}], 'train_seconds': 3.0}
     trainer.write_json(os.path.join(s.dir('teacher'), pipeline.TEACHER_METRICS), summary)
     return summary
   monkeypatch.setattr(pipeline, 'teacher', longer_teacher)
@@ -226,29 +232,38 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
   checked = runner.Study(study_dir, study_data, dataclasses.replace(tiny, longer_factor=1.5),
                          'tiny', progress=lines.append)
   again = checked.run(cells)
-  assert longer_steps == [9]
-  assert sum('convergence test trains it 1.5x longer' in line for line in lines) == 1
-  assert sum('re-judged: invalid; teacher did not converge' in line for line in lines) == 2
+  assert longer_steps == [9, 14]
+  assert sum('its budget ended at its best held-out AP; the convergence test trains it 1.5x '
+             'longer' in line for line in lines) == 1
+  assert sum('trained 1.5x its budget it gained +1.00 held-out AP and ended at its best '
+             'again; the convergence test trains it 1.5x longer still' in line
+             for line in lines) == 1
+  assert sum("re-judged: invalid; made from the budget's teacher, but the convergence test "
+             'now settles on the teacher trained 1.5x its budget' in line
+             for line in lines) == 2, lines
   for r in again:
-    assert r == trainer.read_json(os.path.join(study_dir, 'cells', f'{r["id"]}.json'))
-    assert r['validity']['reasons'][0] == ('teacher did not converge: trained 1.5x longer (9 '
-                                           'steps) it gained +1.00 held-out AP (tolerance 0.5)')
-    assert r['validity']['longer'] == {'steps': 9, 'holdout_AP': teacher['holdout']['AP'] + 0.01,
-                                       'gain': 1.0, 'train_seconds': 3}
+    path = os.path.join(study_dir, 'cells', f'{r["id"]}.json')
+    assert r == trainer.read_json(path)
+    assert r['validity']['reasons'][0].endswith(f'to re-run the cell, remove {path}')
+    assert r['validity']['longer'] == [
+        {'steps': 9, 'holdout_AP': base + 0.01, 'gain': 1.0, 'train_seconds': 3},
+        {'steps': 14, 'holdout_AP': base + 0.013, 'gain': 0.3, 'train_seconds': 3}]
+    assert r['validity']['teacher_round'] == 0  # what it was made from
   lines.clear()
   assert checked.run(cells) == again
   assert all(line.startswith('[') for line in lines), lines
-  # Had training longer lost AP, the control is valid and the report says by how much.
+  # Had training longer lost AP, the budget's teacher converged, the cells stand, and the
+  # report says by how much (the second test is not consulted).
   path = os.path.join(group, 'longer', 'teacher', pipeline.TEACHER_METRICS)
-  trainer.write_json(path, dict(trainer.read_json(path),
-                                holdout={'AP': teacher['holdout']['AP'] - 0.01}))
+  trainer.write_json(path, dict(trainer.read_json(path), holdout={'AP': base - 0.01}))
   control, student = checked.run(cells)
-  assert control['validity']['valid'] and control['validity']['longer']['gain'] == -1.0
+  assert control['validity']['valid'] and control['validity']['longer'][0]['gain'] == -1.0
+  assert len(control['validity']['longer']) == 1
   assert not any('converge' in reason for reason in student['validity']['reasons'])
   text = open(report.write_report(study_dir)).read()
   assert 'Convergence tests (a teacher trained longer): 1, 3 s of training.' in text
   assert ('| table2.rand.s1 | 0 | ' in text and
-          'yes (converged: 9 steps gave -1.00 held-out AP, 3 s) |' in text)
+          'yes (convergence test: 9 steps gave -1.00 held-out AP, 3 s) |' in text)
 
   # A teacher an earlier plateau rule stopped where today's would train on: its finished
   # cells are judged invalid, in one line each, and nothing is trained.
@@ -406,6 +421,60 @@ def test_teacher_budget_scales_like_appendix_h_and_refuses_a_fraction_it_lacks()
   with pytest.raises(trainer.ConfigError, match='no steps for 30% of the labels') as e:
     grid.teacher_budget_factor('s4', 0.3)
   assert '\n' not in str(e.value)
+
+
+def test_convergence_test_adopts_the_teacher_that_gained(tmp_path, monkeypatch):
+  """A teacher its budget cut off: trained 1.5x longer it either gains at most 0.5 held-out
+  AP (it converged, it stays) or more (the longer one replaces it, tested in turn if it too
+  ended at its best, at most `LONGER_ROUNDS` tests; still gaining after them: invalid). The
+  cell's stage starts from the chosen teacher. Teachers are stand-ins: depth of `longer/`
+  -> (held-out AP, cut off at its best)."""
+  run = runner.Study(str(tmp_path), 'data', dataclasses.replace(
+      grid.SIZES['tiny'], longer_factor=findings.LONGER_FACTOR), 'tiny', progress=print)
+  group = grid.Group('rand', 's1')
+  s = run.settings(group)
+  teachers = {}
+
+  def teacher(settings, progress=print):
+    depth = os.path.relpath(settings.runs_dir, s.runs_dir).split(os.sep).count('longer')
+    ap, cut = teachers[depth]
+    steps = pipeline.teacher_params(settings).trainer.train_steps
+    return {'holdout': {'AP': ap}, 'stopped': 'train_steps' if cut else 'plateau',
+            'best_step': steps, 'history': [{'step': steps}], 'train_seconds': 1.0,
+            'checkpoint': os.path.join(settings.runs_dir, 'teacher', 'best_ckpt')}
+  monkeypatch.setattr(pipeline, 'teacher', teacher)
+  monkeypatch.setattr(pipeline, 'finished_teacher', lambda settings: None)
+  longer = os.path.join(s.runs_dir, 'longer')
+  for case, expected_dir, rounds, valid in (
+      ({0: (0.30, True), 1: (0.302, True)}, s.runs_dir, 0, True),      # +0.2: converged
+      ({0: (0.30, True), 1: (0.31, False)}, longer, 1, True),          # +1.0, plateaued
+      ({0: (0.30, True), 1: (0.31, True), 2: (0.312, True)}, longer, 1, True),
+      ({0: (0.30, True), 1: (0.31, True), 2: (0.32, True)},
+       os.path.join(longer, 'longer'), 2, False)):                      # still gaining
+    teachers.clear()
+    teachers.update(case)
+    got_rounds, chosen, summary, tests, reasons = run.converged_teacher(
+        group, s, teacher(s), print)
+    assert (got_rounds, chosen.runs_dir, not reasons) == (rounds, expected_dir, valid), case
+    assert len(tests) == min(len(case) - 1, findings.LONGER_ROUNDS)
+    assert summary['holdout']['AP'] == case[rounds][0]
+    if not valid:
+      assert reasons == [
+          'teacher did not converge: trained 1.5x longer (14 steps) it gained +1.00 held-out '
+          'AP (tolerance 0.5), and at 14 steps it was still at its best at its last eval (2 '
+          'tests, the most the study runs)']
+  # The cell's stage starts from the adopted teacher, with its schedule.
+  teachers.clear()
+  teachers.update({0: (0.30, True), 1: (0.31, False)})
+  started = []
+  monkeypatch.setattr(runner.Study, '_run_stage',
+                      lambda self, cell, settings, t: started.append((settings, t)) or {})
+  _, validity = run.run_cell(grid.select(grid.grid(), ['table2.rand.s1'])[0])
+  (settings, t), = started
+  assert settings.runs_dir == longer and t['checkpoint'].startswith(longer)
+  assert pipeline.teacher_params(settings).trainer.train_steps == 9
+  assert validity == {'valid': True, 'reasons': [], 'teacher_round': 1, 'longer': [
+      {'steps': 9, 'holdout_AP': 0.31, 'gain': 1.0, 'train_seconds': 1}]}
 
 
 def test_main_size_is_the_main_jobs_regime(study_data, tmp_path):

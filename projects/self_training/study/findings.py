@@ -11,8 +11,12 @@ before its step budget ended, or, the paper's own test (Section 3, Appendix H: "
 longer stops helping"), when the same teacher trained `LONGER_FACTOR` times longer (a
 longer cosine schedule, not more steps at its end) gains at most `LONGER_TOLERANCE` held-out
 AP. Under a cosine schedule the last evals are often the best, so a teacher at its best
-when the budget ends may or may not have converged: only the longer run tells. A size
-without the test (`grid.Size.longer_factor`) leaves such a teacher invalid.
+when the budget ends may or may not have converged: only the longer run tells. When the
+longer run gains more, it is the better-trained teacher and takes the first one's place
+(Appendix H likewise reports each cell at its best length); if it too ended at its best it
+is tested the same way, up to `LONGER_ROUNDS` tests (`runner.Study.converged_teacher`). A
+teacher still gaining after the last test, or a size without the test
+(`grid.Size.longer_factor`), leaves the cell invalid.
 
 A finding is a set of checks, each a signed sum of cells' `val` AP computed per seed (e.g.
 self-training's gain at Augment-S1: `table2.rand_st.s1 - table2.rand.s1`). A check *holds*
@@ -38,6 +42,9 @@ HEADLINE_SEEDS = 3
 # (`trainer.Plateau.min_delta`).
 LONGER_FACTOR = 1.5
 LONGER_TOLERANCE = 0.5
+# Tests at most: a teacher trained up to 1.5 ** 2 = 2.25x its budget (Augment-S1: 27000
+# steps, about 1.8 hours on one core here).
+LONGER_ROUNDS = 2
 
 HOLDS, DOES_NOT_HOLD, WITHIN_NOISE, NOT_JUDGED = (
     'holds', 'does not hold', 'within noise', 'not judged')
@@ -77,6 +84,18 @@ def teacher_reasons(teacher: Dict[str, Any], longer: Optional[Dict[str, Any]] = 
   steps = (longer.get('history') or [{}])[-1].get('step')
   return [f'teacher did not converge: trained {LONGER_FACTOR:g}x longer ({steps} steps) it '
           f'gained {gain:+.2f} held-out AP (tolerance {LONGER_TOLERANCE:g})']
+
+
+def last_test_reasons(teacher: Dict[str, Any],
+                      previous: Optional[Dict[str, Any]] = None) -> List[str]:
+  """Why the teacher the convergence tests ended on cannot stand (empty: it can).
+  `previous`: the teacher it replaced, trained `LONGER_FACTOR` times shorter (None: no test
+  ran, so a teacher its budget cut off did not plateau)."""
+  if not cut_off(teacher) or previous is None:
+    return teacher_reasons(teacher)
+  last = (teacher.get('history') or [{}])[-1].get('step')
+  return [f'{teacher_reasons(previous, teacher)[0]}, and at {last} steps it was still at '
+          f'its best at its last eval ({LONGER_ROUNDS} tests, the most the study runs)']
 
 
 def pseudo_reasons(summary: Dict[str, Any], quality: Optional[Dict[str, Any]]) -> List[str]:

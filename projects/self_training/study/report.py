@@ -176,6 +176,13 @@ def pseudo_label_section(study_dir: str) -> List[str]:
   return lines + ['']
 
 
+def convergence_tests(validity: Dict[str, Any]) -> List[Dict[str, Any]]:
+  """A cell's convergence tests, in order (a record written before there could be more
+  than one holds a single test)."""
+  tests = (validity or {}).get('longer') or []
+  return [tests] if isinstance(tests, dict) else list(tests)
+
+
 def cells_section(runs: Runs) -> List[str]:
   """Markdown: every run of every cell: its seed, `val` AP, wall time and validity."""
   lines = ['### Every cell\'s runs', '', '| cell | seed | val AP | seconds | valid |',
@@ -186,10 +193,14 @@ def cells_section(runs: Runs) -> List[str]:
       shared = r.get('side_by_side', 1)
       seconds = f'{r["seconds"]:.0f}' + (f' ({shared} side by side)' if shared > 1 else '')
       verdict = 'yes' if validity['valid'] else 'no: ' + '; '.join(validity['reasons'])
-      longer = validity.get('longer')
-      if longer and validity['valid']:
-        verdict += (f' (converged: {longer["steps"]} steps gave {longer["gain"]:+.2f} held-out '
-                    f'AP, {longer["train_seconds"]} s)')
+      tests = convergence_tests(validity)
+      if tests and validity['valid']:
+        adopted = validity.get('teacher_round')
+        verdict += ' (convergence test: ' + '; '.join(
+            f'{t["steps"]} steps gave {t["gain"]:+.2f} held-out AP, {t["train_seconds"]} s'
+            for t in tests) + (
+                f'; its teacher: the {tests[adopted - 1]["steps"]}-step one' if adopted
+                else '') + ')'
       lines.append(f'| {cell_id} | {seed} | {100 * r["val"]["AP"]:.1f} | {seconds} | '
                    f'{verdict} |')
   return lines + ['']
@@ -215,8 +226,8 @@ def write_report(study_dir: str) -> str:
               f'{100 * result["contrastive_top1"]:.1f}% contrastive top-1')
       pretrain.append(f'{kind} {top1} / linear probe '
                       f'{100 * result["linear_probe_top1"]:.1f}% ({result["wall_seconds"]:.0f} s)')
-  tests = {(r.get('seed', 0), grid.Group(**r['group']).name): r['validity']['longer']
-           for r in records if (r.get('validity') or {}).get('longer')}
+  tests = {(r.get('seed', 0), grid.Group(**r['group']).name): convergence_tests(r['validity'])
+           for r in records if convergence_tests(r.get('validity'))}
   steps = identity['steps']
   invalid = sum(not (r.get('validity') or {'valid': True})['valid'] for r in records)
   lines = [
@@ -238,8 +249,10 @@ def write_report(study_dir: str) -> str:
       f'Compute: {seconds:.0f} s of wall time on this machine, summed over {len(records)} runs '
       '(a run resumed after a kill counts its last part only; pre-training not included; '
       'seeds run side by side with `--jobs` each count their own wall time).' +
-      (f' Convergence tests (a teacher trained longer): {len(tests)}, '
-       f'{sum(t["train_seconds"] for t in tests.values())} s of training.' if tests else '') +
+      (f' Convergence tests (a teacher trained longer): '
+       f'{sum(len(t) for t in tests.values())}, '
+       f'{sum(t["train_seconds"] for ts in tests.values() for t in ts)} s of training.'
+       if tests else '') +
       (f' Pre-training: {"; ".join(pretrain)}.' if pretrain else ''),
       f'Invalid runs (teacher not converged, or collapsed pseudo labels): {invalid} of '
       f'{len(records)}; they are left out of every mean and finding.', '']

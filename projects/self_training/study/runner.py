@@ -127,46 +127,91 @@ class Study:
 
   def run_cell(self, cell: grid.Cell) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Trains what the cell needs (or finds it done); returns its stage summary and its
-    validity (`judge`)."""
+    validity (`judge`). The stage starts from the teacher the convergence test settles on."""
     s = self.settings(cell.group)
     teacher = pipeline.teacher(s, self.progress)
-    validity = self.judge(cell, s, teacher)
+    validity, s, teacher = self._judged(cell, s, teacher, self.progress)
     return self._run_stage(cell, s, teacher), validity
 
-  def judge(self, cell: grid.Cell, s: Optional[pipeline.Settings] = None,
-            teacher: Optional[Dict[str, Any]] = None, quiet: bool = False) -> Dict[str, Any]:
-    """The cell's validity: `findings.teacher_reasons`, after the convergence test (the
-    teacher trained `size.longer_factor` times longer, once per group) when the budget cut
-    it off; for a student, `findings.pseudo_reasons` of the pseudo labels it reads (made
-    here when missing). `quiet`: finding completed stages says nothing."""
+  def judge(self, cell: grid.Cell, quiet: bool = False,
+            made: Optional[Tuple[int, str]] = None) -> Dict[str, Any]:
+    """The cell's validity: `findings.teacher_reasons` of the teacher the convergence test
+    settles on (`converged_teacher`), and for a student `findings.pseudo_reasons` of the
+    pseudo labels it reads (made here when missing). `quiet`: finding completed stages says
+    nothing. `made`: a finished cell's (teacher round, JSON path); made from another
+    teacher than the test settles on, it is invalid (its stage is elsewhere)."""
     look = (lambda _: None) if quiet else self.progress
-    s = s or self.settings(cell.group, look)
-    teacher = teacher or pipeline.teacher(s, look)
-    longer = None
-    if findings.cut_off(teacher) and self.size.longer_factor:
-      longer_s = self.longer_settings(s, cell.group)
+    s = self.settings(cell.group, look)
+    return self._judged(cell, s, pipeline.teacher(s, look), look, made)[0]
+
+  def _judged(self, cell: grid.Cell, s: pipeline.Settings, teacher: Dict[str, Any],
+              look: Callable[[str], None], made: Optional[Tuple[int, str]] = None
+              ) -> Tuple[Dict[str, Any], pipeline.Settings, Dict[str, Any]]:
+    """`judge`, with the settings and summary of the teacher the cell's stage starts from."""
+    rounds, s, teacher, tests, reasons = self.converged_teacher(cell.group, s, teacher, look)
+    if made and made[0] != rounds:
+      return {'valid': False, 'reasons': [
+          f'made from {self.teacher_name(made[0])}, but the convergence test now settles on '
+          f'{self.teacher_name(rounds)}: to re-run the cell, remove {made[1]}'],
+              'longer': tests, 'teacher_round': made[0]}, s, teacher
+    if cell.kind != 'supervised':
+      reasons = reasons + self._pseudo(s, teacher, look)
+    validity = {'valid': not reasons, 'reasons': reasons}
+    if tests:  # a cell whose teacher needed no test keeps the record it always had
+      validity['longer'] = tests
+      validity['teacher_round'] = rounds
+    return validity, s, teacher
+
+  def converged_teacher(self, group: grid.Group, s: pipeline.Settings,
+                        teacher: Dict[str, Any], look: Callable[[str], None]
+                        ) -> Tuple[int, pipeline.Settings, Dict[str, Any],
+                                   List[Dict[str, Any]], List[str]]:
+    """The paper's convergence test, run to its end: a teacher its budget cut off at its
+    best is trained `size.longer_factor` times longer (once per group); if that gains at
+    most `findings.LONGER_TOLERANCE` held-out AP, the teacher converged; if it gains more,
+    the longer teacher takes its place (it is the better-trained one, as Appendix H picks
+    each cell's best length) and, if it too ended at its best, is tested the same way, up
+    to `findings.LONGER_ROUNDS` tests. Returns the chosen teacher's round (0: the budget's),
+    settings and summary, each test's record, and why it cannot stand (empty: it can)."""
+    base, chosen = s, s
+    tests, rounds, previous = [], 0, None
+    while (findings.cut_off(teacher) and self.size.longer_factor and
+           rounds < findings.LONGER_ROUNDS):
+      longer_s = self.longer_settings(base, group, rounds + 1)
       trained = pipeline.finished_teacher(longer_s)
       if not trained:
-        self.progress(f'teacher: its budget ended at its best held-out AP; the convergence '
-                      f'test trains it {self.size.longer_factor:g}x longer')
+        self.progress(
+            ('teacher: its budget ended at its best held-out AP; the convergence test trains '
+             f'it {self.size.longer_factor:g}x longer') if not rounds else
+            (f'teacher: trained {self.size.longer_factor ** rounds:g}x its budget it gained '
+             f'{tests[-1]["gain"]:+.2f} held-out AP and ended at its best again; the '
+             f'convergence test trains it {self.size.longer_factor:g}x longer still'))
       longer = pipeline.teacher(longer_s, look if trained else self.progress)
-    reasons = findings.teacher_reasons(teacher, longer)
-    if cell.kind != 'supervised':
-      reasons += self._pseudo(s, teacher, look)
-    validity = {'valid': not reasons, 'reasons': reasons}
-    if longer:
-      validity['longer'] = {'steps': longer['history'][-1]['step'],
-                            'holdout_AP': longer['holdout']['AP'],
-                            'gain': round(findings.longer_gain(teacher, longer), 2),
-                            'train_seconds': round(longer['train_seconds'])}
-    return validity
+      gain = findings.longer_gain(teacher, longer)
+      tests.append({'steps': longer['history'][-1]['step'],
+                    'holdout_AP': longer['holdout']['AP'], 'gain': round(gain, 2),
+                    'train_seconds': round(longer['train_seconds'])})
+      if gain <= findings.LONGER_TOLERANCE:
+        return rounds, chosen, teacher, tests, []
+      previous, chosen, teacher, rounds = teacher, longer_s, longer, rounds + 1
+    return rounds, chosen, teacher, tests, findings.last_test_reasons(teacher, previous)
 
-  def longer_settings(self, s: pipeline.Settings, group: grid.Group) -> pipeline.Settings:
-    """The group's teacher `size.longer_factor` times longer, under `longer/`."""
+  def teacher_name(self, rounds: int) -> str:
+    """A convergence round's teacher, in the study's words."""
+    if not rounds:
+      return "the budget's teacher"
+    return f'the teacher trained {self.size.longer_factor ** rounds:g}x its budget'
+
+  def longer_settings(self, s: pipeline.Settings, group: grid.Group,
+                      rounds: int = 1) -> pipeline.Settings:
+    """The group's teacher `size.longer_factor` ** `rounds` times longer, under
+    `longer/` once per round (`s`: the group's own settings; a later round nests in the
+    earlier one's directory)."""
     return dataclasses.replace(
-        s, runs_dir=os.path.join(s.runs_dir, 'longer'),
+        s, runs_dir=os.path.join(s.runs_dir, *['longer'] * rounds),
         teacher_override=pipeline.join_overrides(
-            self.teacher_schedule(group, self.size.longer_factor), self.size.override))
+            self.teacher_schedule(group, self.size.longer_factor ** rounds),
+            self.size.override))
 
   def _run_stage(self, cell: grid.Cell, s: pipeline.Settings,
                  teacher: Dict[str, Any]) -> Dict[str, Any]:
@@ -210,8 +255,9 @@ class Study:
     if not trainer.read_json(os.path.join(self.group_dir(cell.group), 'teacher',
                                           pipeline.TEACHER_METRICS)):
       return done
+    made = (done.get('validity') or {}).get('teacher_round', 0)
     try:
-      validity = self.judge(cell, quiet=True)
+      validity = self.judge(cell, quiet=True, made=(made, path))
     except trainer.ConfigError as e:  # e.g. its teacher stopped by an earlier plateau rule
       validity = {'valid': False, 'reasons': [self.redo_hint(e, cell, path)]}
     if validity == done.get('validity'):
