@@ -24,8 +24,10 @@ killed run resumes inside a cell from the pipeline's own checkpoints and complet
 A cell whose teacher did not converge or whose pseudo labels collapsed is invalid and kept
 out of every finding (`findings.py`). A teacher its budget stopped at its best held-out AP
 converged when the same teacher trained 1.5x longer (`longer/` in its group) gains at most
-`findings.LONGER_TOLERANCE` held-out AP, the paper's test; a re-run judges finished cells
-again by these rules, and runs that test where it is missing. Each cell runs at as many
+`findings.LONGER_TOLERANCE` held-out AP, the paper's test; when it gains more, the longer
+teacher serves the group's cells instead (tested in turn if it too ended at its best, up to
+`findings.LONGER_ROUNDS` tests). A re-run judges finished cells again by these rules, and
+runs that test where it is missing. Each cell runs at as many
 seeds as its findings need (2; 3 for Table 2's headline rows), each seed in its own
 `seed<k>/` directory, or at the seeds of `--seeds`; `--jobs N` runs N seeds side by side.
 The report gives means, spreads and, per finding of the paper, holds / does not hold /
