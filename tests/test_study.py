@@ -199,6 +199,7 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
   assert 'Invalid runs (teacher not converged, or collapsed pseudo labels): 2 of 2' in text
   assert '| table2.rand.s1 | 0 |' in text and 'no: teacher did not plateau' in text
   assert '**not judged**' in text and 'table2.rand.s1 seed 0 invalid' in text
+  assert '| groups/rand_s1_f100 | 8 | ' in text  # the pseudo labels the student read
   assert os.path.exists(os.path.join(study_dir, 'figure1.png'))
 
   # A rule that asks for the convergence test judges the finished cells again. The teacher
@@ -286,14 +287,19 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
 
 def test_redo_hint_names_only_what_a_refused_stage_feeds(study_data, tmp_path):
   """A refused control or student: its own directory (the teacher need not retrain); a
-  refused teacher, export or pseudo labels: the whole group, whose other stages they feed."""
-  run = runner.Study(str(tmp_path), study_data, grid.SIZES['tiny'], 'tiny')
+  refused teacher, export or pseudo labels: the whole group, whose other stages they feed,
+  or, for a convergence test's teacher, its `longer/` (the budget's teacher stays)."""
+  run = runner.Study(str(tmp_path), study_data, dataclasses.replace(
+      grid.SIZES['tiny'], longer_factor=findings.LONGER_FACTOR), 'tiny')
   cell = grid.select(grid.grid(), ['table2.rand_st.s1'])[0]
-  s = run.settings(cell.group)
+  base = run.settings(cell.group)
+  longer = run.longer_settings(base, cell.group)
   cell_json = run.cell_path(cell)
-  for stage, redo in (('student', s.dir('student')), ('control', s.dir('control')),
-                      ('teacher', run.group_dir(cell.group)),
-                      ('pseudo', run.group_dir(cell.group))):
+  for s, stage, redo in ((base, 'student', base.dir('student')),
+                         (base, 'control', base.dir('control')),
+                         (base, 'teacher', run.group_dir(cell.group)),
+                         (base, 'pseudo', run.group_dir(cell.group)),
+                         (longer, 'teacher', longer.runs_dir)):
     pipeline.claim(stage, s.dir(stage), {'seed': 0})
     with pytest.raises(trainer.MadeOtherwise) as refused:
       pipeline.claim(stage, s.dir(stage), {'seed': 1})
@@ -463,18 +469,34 @@ def test_convergence_test_adopts_the_teacher_that_gained(tmp_path, monkeypatch):
           'teacher did not converge: trained 1.5x longer (14 steps) it gained +1.00 held-out '
           'AP (tolerance 0.5), and at 14 steps it was still at its best at its last eval (2 '
           'tests, the most the study runs)']
-  # The cell's stage starts from the adopted teacher, with its schedule.
+  # A cell's stage, and a student's pseudo labels, start from the adopted teacher, with its
+  # schedule; the report lists the pseudo labels under `longer/`; a re-run keeps the record.
   teachers.clear()
   teachers.update({0: (0.30, True), 1: (0.31, False)})
-  started = []
+  started, labeled = [], []
   monkeypatch.setattr(runner.Study, '_run_stage',
                       lambda self, cell, settings, t: started.append((settings, t)) or {})
-  _, validity = run.run_cell(grid.select(grid.grid(), ['table2.rand.s1'])[0])
-  (settings, t), = started
+  monkeypatch.setattr(runner.Study, '_pseudo',
+                      lambda self, settings, t, look: labeled.append((settings, t)) or [])
+  control, st = grid.select(grid.grid(), ['table2.rand.s1', 'table2.rand_st.s1'])
+  for cell in (control, st):
+    _, validity = run.run_cell(cell)
+    settings, t = started[-1]
+    assert settings.runs_dir == longer and t['checkpoint'].startswith(longer)
+    assert pipeline.teacher_params(settings).trainer.train_steps == 9
+    assert validity == {'valid': True, 'reasons': [], 'teacher_round': 1, 'longer': [
+        {'steps': 9, 'holdout_AP': 0.31, 'gain': 1.0, 'train_seconds': 1}]}
+  (settings, t), = labeled  # the student's only
   assert settings.runs_dir == longer and t['checkpoint'].startswith(longer)
-  assert pipeline.teacher_params(settings).trainer.train_steps == 9
-  assert validity == {'valid': True, 'reasons': [], 'teacher_round': 1, 'longer': [
-      {'steps': 9, 'holdout_AP': 0.31, 'gain': 1.0, 'train_seconds': 1}]}
+  path = run.cell_path(st)
+  done = {'id': st.id, 'kind': st.kind, 'group': dataclasses.asdict(st.group),
+          'validity': validity}
+  trainer.write_json(path, done)
+  assert report.pseudo_dirs(str(tmp_path)) == [os.path.join(longer, 'pseudo')]
+  trainer.write_json(os.path.join(s.dir('teacher'), pipeline.TEACHER_METRICS), teacher(s))
+  assert run.rejudge(st, done, path) is done
+  # A record of the time one test was all there was reads as a list of one.
+  assert report.convergence_tests({'longer': {'steps': 9}}) == [{'steps': 9}]
 
 
 def test_main_size_is_the_main_jobs_regime(study_data, tmp_path):

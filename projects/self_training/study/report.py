@@ -144,14 +144,29 @@ def figure1(runs: Runs, path: str) -> Optional[str]:
   return path
 
 
+def pseudo_dirs(study_dir: str) -> List[str]:
+  """The pseudo labels the study's finished self-training cells read: their group's, or,
+  where the convergence test adopted a longer teacher, that teacher's (`longer/` per
+  round)."""
+  dirs = set()
+  for directory in seed_dirs(study_dir):
+    for path in glob.glob(os.path.join(directory, grid.CELLS_DIR, '*.json')):
+      record = trainer.read_json(path)
+      if record.get('kind', 'supervised') == 'supervised':
+        continue
+      rounds = (record.get('validity') or {}).get('teacher_round', 0)
+      dirs.add(os.path.join(directory, 'groups', grid.Group(**record['group']).name,
+                            *['longer'] * rounds, 'pseudo'))
+  return sorted(dirs)
+
+
 def pseudo_label_section(study_dir: str) -> List[str]:
-  """What each teacher's pseudo labels held (per seed), with the collapse warnings of
-  `./run.sh report` and their precision and recall on `holdout`: a self-training cell is
-  only as good as what its students read."""
+  """What the pseudo labels the students read held (per seed and teacher), with the
+  collapse warnings of `./run.sh report` and their precision and recall on `holdout`: a
+  self-training cell is only as good as what its students read."""
   from projects.self_training.pseudo_label import report  # pylint: disable=g-import-not-at-top
-  summaries = sorted(glob.glob(os.path.join(study_dir, 'groups', '*', 'pseudo', 'summary.json'))
-                     + glob.glob(os.path.join(study_dir, 'seed*', 'groups', '*', 'pseudo',
-                                              'summary.json')))
+  summaries = [path for path in (os.path.join(d, 'summary.json') for d in pseudo_dirs(study_dir))
+               if os.path.exists(path)]
   if not summaries:
     return []
   lines = ['### Pseudo labels the students read (`unlabeled_scenes`, threshold '

@@ -272,11 +272,12 @@ class Study:
     """A stage's refusal to reuse a run made otherwise (`trainer.MadeOtherwise`), in the
     study's terms: the study has no --force, so what to remove to re-run the cell. A control
     or student is the end of its chain (`pipeline.DEPENDS_ON`): its own directory; any other
-    stage feeds the group's other stages: the group's."""
+    stage feeds the other stages of its teacher: the directory they share (the group's, or
+    a convergence test's `longer/`, which holds any later test's too)."""
     if not isinstance(error, trainer.MadeOtherwise):
       return cli.one_line(error)
     last = not any(error.stage in up for up in pipeline.DEPENDS_ON.values())
-    remove = (error.where if last else self.group_dir(cell.group)) + (
+    remove = (error.where if last else os.path.dirname(error.where.rstrip(os.sep))) + (
         f' and {path}' if path else '')
     return f'{error.why}: to re-run the cell, remove {remove}'
 
