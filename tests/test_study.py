@@ -499,6 +499,32 @@ def test_convergence_test_adopts_the_teacher_that_gained(tmp_path, monkeypatch):
   assert report.convergence_tests({'longer': {'steps': 9}}) == [{'steps': 9}]
 
 
+def test_status_says_where_each_cell_stands_from_its_files(tmp_path):
+  """`--list`: a finished cell's `val` AP and validity, a teacher's step out of its budget
+  (and its convergence test's), or not started; nothing is trained or pre-trained."""
+  run = runner.Study(str(tmp_path), 'data', dataclasses.replace(
+      grid.SIZES['tiny'], longer_factor=findings.LONGER_FACTOR), 'tiny')
+  rand, imagenet, st = grid.select(grid.grid(), ['table2.rand.s1', 'table2.imagenet.s1',
+                                                 'table2.rand_st.s1'])
+  assert run.status(imagenet) == 'not started (teacher: 6 steps)'
+  teacher_dir = os.path.join(run.group_dir(rand.group), 'teacher')
+  os.makedirs(teacher_dir)
+  for name in ('ckpt-2.index', 'ckpt-4.index', 'ckpt-4.data-00000-of-00001', 'checkpoint'):
+    open(os.path.join(teacher_dir, name), 'w').close()
+  assert run.status(rand) == 'teacher at step 4 of 6'
+  trainer.write_json(os.path.join(teacher_dir, pipeline.TEACHER_METRICS),
+                     {'holdout': {'AP': 0.1234}, 'best_step': 6})
+  os.makedirs(os.path.join(run.group_dir(rand.group), 'longer', 'teacher'))
+  assert run.status(rand) == ('teacher done (held-out AP 12.3 at step 6); convergence test 1 '
+                              'at step 0 of 9')
+  trainer.write_json(run.cell_path(rand), {'val': {'AP': 0.2}, 'validity': {
+      'valid': False, 'reasons': ['teacher did not plateau']}})
+  trainer.write_json(run.cell_path(st), {'val': {'AP': 0.25}})
+  assert run.status(rand) == 'done: val AP 20.0, invalid: teacher did not plateau'
+  assert run.status(st) == 'done: val AP 25.0, valid'
+  assert not os.path.exists(os.path.join(str(tmp_path), 'pretrain'))
+
+
 def test_main_size_is_the_main_jobs_regime(study_data, tmp_path):
   """`--size main`: teachers to their plateau within 1.5x the registered budget scaled by
   Appendix H (S4: 8/3 of S1's; S4 on 20% of the labels: as S1 on all), control and student

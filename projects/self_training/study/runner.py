@@ -3,6 +3,7 @@ cells), writes one `cells/<id>.json` per finished cell, and resumes a killed run
 
 import dataclasses
 import os
+import re
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -112,16 +113,52 @@ class Study:
     size's `teacher_budget` and `grid.teacher_budget_factor` of the group's augmentation
     and labeled fraction, its evals and warm-up kept."""
     if self.size.teacher_steps is not None:
-      return grid.fixed_schedule(round(self.size.teacher_steps * longer), max_warmup=150)
-    factor = longer * self.size.teacher_budget * (
-        grid.teacher_budget_factor(group.aug, group.fraction)
-        if self.size.scale_by_augmentation else 1.0)
-    if factor == 1.0:
+      return grid.fixed_schedule(self.teacher_steps(group, longer), max_warmup=150)
+    if self._teacher_factor(group, longer) == 1.0:
       return ''
-    joint = '_joint' if group.joint else ''
-    steps = round(trainer.build_params(f'emoji_retinanet{joint}').trainer.train_steps * factor)
+    steps = self.teacher_steps(group, longer)
     return (f'trainer.train_steps={steps},'
             f'trainer.optimizer_config.learning_rate.cosine.decay_steps={steps}')
+
+  def _teacher_factor(self, group: grid.Group, longer: float = 1.0) -> float:
+    return longer * self.size.teacher_budget * (
+        grid.teacher_budget_factor(group.aug, group.fraction)
+        if self.size.scale_by_augmentation else 1.0)
+
+  def teacher_steps(self, group: grid.Group, longer: float = 1.0) -> int:
+    """The group's teacher budget in steps (`teacher_schedule`'s)."""
+    if self.size.teacher_steps is not None:
+      return round(self.size.teacher_steps * longer)
+    joint = '_joint' if group.joint else ''
+    registered = trainer.build_params(f'emoji_retinanet{joint}').trainer.train_steps
+    return round(registered * self._teacher_factor(group, longer))
+
+  def status(self, cell: grid.Cell) -> str:
+    """Where the cell stands, from its files alone (nothing is trained or pre-trained):
+    done (its `val` AP and validity), its teacher's progress, or not started."""
+    done = trainer.read_json(self.cell_path(cell))
+    if done:
+      validity = done.get('validity') or {'valid': True, 'reasons': []}
+      return (f'done: val AP {100 * done["val"]["AP"]:.1f}, ' +
+              ('valid' if validity['valid'] else 'invalid: ' + '; '.join(validity['reasons'])))
+    where = self.group_dir(cell.group)
+    parts = []
+    for rounds in range(findings.LONGER_ROUNDS + 1):
+      teacher_dir = os.path.join(where, *['longer'] * rounds, 'teacher')
+      if not os.path.isdir(teacher_dir):
+        break
+      name = 'teacher' if not rounds else f'convergence test {rounds}'
+      finished = trainer.read_json(os.path.join(teacher_dir, pipeline.TEACHER_METRICS))
+      if finished:
+        parts.append(f'{name} done (held-out AP {100 * finished["holdout"]["AP"]:.1f} at '
+                     f'step {finished.get("best_step")})')
+        continue
+      steps = [int(m.group(1)) for m in (re.match(r'ckpt-(\d+)\.index$', f)
+                                         for f in os.listdir(teacher_dir)) if m]
+      budget = self.teacher_steps(cell.group, (self.size.longer_factor or 1.0) ** rounds)
+      parts.append(f'{name} at step {max(steps, default=0)} of {budget}')
+    return '; '.join(parts) or (f'not started (teacher: '
+                                f'{self.teacher_steps(cell.group)} steps)')
 
   # -- runs ------------------------------------------------------------------------------
 

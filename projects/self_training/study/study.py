@@ -73,7 +73,8 @@ flags.DEFINE_integer('jobs', 2, 'Seeds run side by side, each in its own process
                      'images per second of one 2-thread teacher (`./run.sh bench_parallel`), '
                      'whole students about as many (docs/benchmarks.md). 1: one seed after '
                      'another.')
-flags.DEFINE_bool('list', False, 'List the cells and exit.')
+flags.DEFINE_bool('list', False, 'List the cells, each with where it stands in --study_dir '
+                  '(done and its `val` AP, its teacher\'s step, or not started), and exit.')
 flags.DEFINE_bool('report_only', False, 'Rewrite the report from finished cells and exit.')
 flags.DEFINE_bool('report', True, 'Write the report after the run (off: the runs of `--jobs`).')
 flags.DEFINE_integer('side_by_side', 1, 'Internal: how many seeds `--jobs` runs at once.')
@@ -131,11 +132,16 @@ def main(argv):
   with cli.errors_in_one_line(trainer.ConfigError, ValueError):
     cells = grid.select(grid.grid(), FLAGS.cells)
     plan = grid.seed_plan(cells, [int(seed) for seed in FLAGS.seeds])
-    if FLAGS.list:
+    if FLAGS.list:  # and where each stands in --study_dir
+      done = 0
       for seed, seed_cells in plan:
+        study = _study(seed, FLAGS.data_dir or '')
         print(f'seed {seed}: {len(seed_cells)} cells')
         for c in seed_cells:
-          print(f'  {c.id:40s} {c.group.name:22s} {c.kind}')
+          status = study.status(c)
+          done += status.startswith('done')
+          print(f'  {c.id:28s} {c.group.name:22s} {c.kind:14s} {status}')
+      print(f'{done} of {sum(len(c) for _, c in plan)} cell runs done in {FLAGS.study_dir}')
       return
     if not FLAGS.report_only:
       if FLAGS.jobs < 1:
