@@ -3,6 +3,7 @@ the step sizes, and the cell selection of `--cells`."""
 
 import dataclasses
 import fnmatch
+import os
 from typing import Any, List, Optional, Sequence, Tuple
 
 from projects.self_training.common import trainer
@@ -10,6 +11,7 @@ from projects.self_training.study import findings
 from projects.self_training.study import paper_numbers
 
 CELLS_DIR = 'cells'
+LONGER_DIR = 'longer'  # a convergence test's teacher and its stages, one level per test
 STUDY_FILE = 'study.json'
 # The gin macro each pre-trained init reads its checkpoint from (gin/init/*.gin).
 INIT_MACROS = {'imagenet': 'IMAGENET_CHECKPOINT', 'imagenet_plus': 'IMAGENET_PLUS_CHECKPOINT',
@@ -35,6 +37,11 @@ class Size:
   scale_by_augmentation: bool = False
   longer_factor: Optional[float] = None
   teacher_budget: float = 1.0
+
+
+def round_dir(group_dir: str, rounds: int) -> str:
+  """Where the teacher of a convergence round (0: the budget's) and its stages live."""
+  return os.path.join(group_dir, *[LONGER_DIR] * rounds)
 
 
 def teacher_budget_factor(aug: str, fraction: float = 1.0) -> float:

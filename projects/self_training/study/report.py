@@ -155,8 +155,8 @@ def pseudo_dirs(study_dir: str) -> List[str]:
       if record.get('kind', 'supervised') == 'supervised':
         continue
       rounds = (record.get('validity') or {}).get('teacher_round', 0)
-      dirs.add(os.path.join(directory, 'groups', grid.Group(**record['group']).name,
-                            *['longer'] * rounds, 'pseudo'))
+      group_dir = os.path.join(directory, 'groups', grid.Group(**record['group']).name)
+      dirs.add(os.path.join(grid.round_dir(group_dir, rounds), 'pseudo'))
   return sorted(dirs)
 
 

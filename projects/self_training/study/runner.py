@@ -144,7 +144,7 @@ class Study:
     where = self.group_dir(cell.group)
     parts = []
     for rounds in range(findings.LONGER_ROUNDS + 1):
-      teacher_dir = os.path.join(where, *['longer'] * rounds, 'teacher')
+      teacher_dir = os.path.join(grid.round_dir(where, rounds), 'teacher')
       if not os.path.isdir(teacher_dir):
         break
       name = 'teacher' if not rounds else f'convergence test {rounds}'
@@ -245,7 +245,7 @@ class Study:
     `longer/` once per round (`s`: the group's own settings; a later round nests in the
     earlier one's directory)."""
     return dataclasses.replace(
-        s, runs_dir=os.path.join(s.runs_dir, *['longer'] * rounds),
+        s, runs_dir=grid.round_dir(s.runs_dir, rounds),
         teacher_override=pipeline.join_overrides(
             self.teacher_schedule(group, self.size.longer_factor ** rounds),
             self.size.override))
