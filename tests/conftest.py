@@ -2,10 +2,22 @@
 
 import os
 
-import pytest
-import tensorflow as tf
+from projects.self_training.common import cli
 
-from projects.self_training.data import emoji_scenes
+# `./run.sh test` runs 3 pytest workers: each TensorFlow process (a worker, or a pipeline a
+# test launches) gets its share of the cores, as `./run.sh study --jobs` gives its seeds,
+# rather than a thread per core in every process (measured on 2 cores: the three longest
+# tests side by side took 345 s instead of 394 s, docs/commands.md). Set before TensorFlow
+# starts; a value you exported wins.
+for _key, _value in cli.shared_cores_env(
+    int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))).items():
+  if _key.startswith('TF_NUM_'):
+    os.environ.setdefault(_key, _value)
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from projects.self_training.data import emoji_scenes  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # 64 px, batch 4, 6 steps with an eval every 3: the smallest run that exercises every path.
 TINY = ('task.model.input_size=[64,64,3],task.train_data.global_batch_size=4,'
