@@ -53,10 +53,11 @@ def iconic_data(tmp_path_factory):
 # file runs whole on one of the 3 workers (its module fixtures, e.g. an exported model, are
 # built once), and the files go out in this order, the longest first, each free worker
 # taking the next. (pytest-xdist's `xdist_group` marks do not group under pytest 9 here.)
-LONGEST_FILES = ('test_student.py', 'test_your_data.py', 'test_experiments.py', 'test_study.py',
-                 'test_pseudo_label.py', 'test_segmentation.py', 'test_teacher.py',
-                 'test_joint.py', 'test_pretrain.py', 'test_seg_export.py', 'test_trainer.py',
-                 'test_init.py', 'test_multi_replica.py', 'test_convert_checkpoint.py')
+LONGEST_FILES = ('test_student.py', 'test_study.py', 'test_your_data.py', 'test_experiments.py',
+                 'test_segmentation.py', 'test_teacher.py', 'test_pseudo_label.py',
+                 'test_joint.py', 'test_pretrain.py', 'test_multi_replica.py',
+                 'test_seg_export.py', 'test_trainer.py', 'test_init.py',
+                 'test_convert_checkpoint.py')
 
 
 def pytest_collection_modifyitems(items):
