@@ -501,7 +501,8 @@ def test_convergence_test_adopts_the_teacher_that_gained(tmp_path, monkeypatch):
 
 def test_status_says_where_each_cell_stands_from_its_files(tmp_path):
   """`--list`: a finished cell's `val` AP and validity, a teacher's step out of its budget
-  (and its convergence test's), or not started; nothing is trained or pre-trained."""
+  (and its convergence test's) and the cell's own stage's, or not started; nothing is
+  trained or pre-trained."""
   run = runner.Study(str(tmp_path), 'data', dataclasses.replace(
       grid.SIZES['tiny'], longer_factor=findings.LONGER_FACTOR), 'tiny')
   rand, imagenet, st = grid.select(grid.grid(), ['table2.rand.s1', 'table2.imagenet.s1',
@@ -517,6 +518,23 @@ def test_status_says_where_each_cell_stands_from_its_files(tmp_path):
   os.makedirs(os.path.join(run.group_dir(rand.group), 'longer', 'teacher'))
   assert run.status(rand) == ('teacher done (held-out AP 12.3 at step 6); convergence test 1 '
                               'at step 0 of 9')
+  # The cell's own stage, from the teacher it trained from: the control, or a variant's
+  # student in its own subdirectory (where the runner trains them).
+  variant = grid.select(grid.grid(), ['appendix_b.standard.a3'])[0]
+  assert run.stage_of(variant) == ('student', 'alpha3_standard')
+  for path in ('control', os.path.join('alpha3_standard', 'student')):
+    stage_dir = os.path.join(run.group_dir(rand.group), path)
+    os.makedirs(stage_dir)
+    trainer.write_json(os.path.join(stage_dir, pipeline.STARTED), {'steps': 3})
+    open(os.path.join(stage_dir, 'ckpt-2.index'), 'w').close()
+  assert run.status(rand) == ('teacher done (held-out AP 12.3 at step 6); its control at step '
+                              '2 of 3; convergence test 1 at step 0 of 9')
+  assert run.status(variant).startswith('teacher done (held-out AP 12.3 at step 6); its '
+                                        'student at step 2 of 3; ')
+  assert run.status(st) == ('teacher done (held-out AP 12.3 at step 6); convergence test 1 '
+                            'at step 0 of 9')
+  trainer.write_json(os.path.join(run.group_dir(rand.group), 'control', pipeline.RESULT), {})
+  assert '; its control done; ' in run.status(rand)
   trainer.write_json(run.cell_path(rand), {'val': {'AP': 0.2}, 'validity': {
       'valid': False, 'reasons': ['teacher did not plateau']}})
   trainer.write_json(run.cell_path(st), {'val': {'AP': 0.25}})

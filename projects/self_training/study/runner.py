@@ -16,6 +16,13 @@ from projects.self_training.study import findings
 from projects.self_training.study import grid
 
 
+def _last_checkpoint(model_dir: str) -> int:
+  """The step of the newest `ckpt-N` in `model_dir` (0 when there is none yet)."""
+  steps = [int(m.group(1)) for m in (re.match(r'ckpt-(\d+)\.index$', f)
+                                     for f in os.listdir(model_dir)) if m]
+  return max(steps, default=0)
+
+
 @dataclasses.dataclass
 class Study:
   """Where the study writes, what it reads, and how big its runs are."""
@@ -135,30 +142,49 @@ class Study:
 
   def status(self, cell: grid.Cell) -> str:
     """Where the cell stands, from its files alone (nothing is trained or pre-trained):
-    done (its `val` AP and validity), its teacher's progress, or not started."""
+    done (its `val` AP and validity), its teachers' progress and its own stage's, or not
+    started."""
     done = trainer.read_json(self.cell_path(cell))
     if done:
       validity = done.get('validity') or {'valid': True, 'reasons': []}
       return (f'done: val AP {100 * done["val"]["AP"]:.1f}, ' +
               ('valid' if validity['valid'] else 'invalid: ' + '; '.join(validity['reasons'])))
     where = self.group_dir(cell.group)
+    stage, subdir = self.stage_of(cell)
     parts = []
     for rounds in range(findings.LONGER_ROUNDS + 1):
-      teacher_dir = os.path.join(grid.round_dir(where, rounds), 'teacher')
+      round_dir = grid.round_dir(where, rounds)
+      teacher_dir = os.path.join(round_dir, 'teacher')
       if not os.path.isdir(teacher_dir):
         break
       name = 'teacher' if not rounds else f'convergence test {rounds}'
       finished = trainer.read_json(os.path.join(teacher_dir, pipeline.TEACHER_METRICS))
-      if finished:
-        parts.append(f'{name} done (held-out AP {100 * finished["holdout"]["AP"]:.1f} at '
-                     f'step {finished.get("best_step")})')
+      if not finished:
+        budget = self.teacher_steps(cell.group, (self.size.longer_factor or 1.0) ** rounds)
+        parts.append(f'{name} at step {_last_checkpoint(teacher_dir)} of {budget}')
         continue
-      steps = [int(m.group(1)) for m in (re.match(r'ckpt-(\d+)\.index$', f)
-                                         for f in os.listdir(teacher_dir)) if m]
-      budget = self.teacher_steps(cell.group, (self.size.longer_factor or 1.0) ** rounds)
-      parts.append(f'{name} at step {max(steps, default=0)} of {budget}')
+      parts.append(f'{name} done (held-out AP {100 * finished["holdout"]["AP"]:.1f} at '
+                   f'step {finished.get("best_step")})')
+      stage_dir = os.path.join(round_dir, subdir, stage)
+      started = trainer.read_json(os.path.join(stage_dir, pipeline.STARTED))
+      if started:
+        parts.append(f'its {stage} done' if os.path.exists(
+            os.path.join(stage_dir, pipeline.RESULT)) else
+                     f'its {stage} at step {_last_checkpoint(stage_dir)} of {started["steps"]}')
     return '; '.join(parts) or (f'not started (teacher: '
                                 f'{self.teacher_steps(cell.group)} steps)')
+
+  @staticmethod
+  def stage_of(cell: grid.Cell) -> Tuple[str, str]:
+    """The stage the cell trains itself ('control' or 'student') and the subdirectory of
+    its group's (or convergence test's) directory it trains in ('': the group's own)."""
+    if cell.kind == 'supervised':
+      return 'control', ''
+    if cell.kind == 'random_student':
+      return 'student', 'from_random'
+    if cell.alpha is not None:
+      return 'student', f'alpha{cell.alpha:g}_{"norm" if cell.normalize else "standard"}'
+    return 'student', ''
 
   # -- runs ------------------------------------------------------------------------------
 
@@ -267,12 +293,11 @@ class Study:
       every = steps if self.size.teacher_steps is not None else s.eval_interval
       s = dataclasses.replace(s, student_steps=steps, student_learning_rate=lr,
                               student_warmup_steps=warmup, eval_interval=every,
-                              finetune_subdir='from_random')
+                              finetune_subdir=self.stage_of(cell)[1])
       return pipeline.student(s, None, self.progress)
     if cell.alpha is not None:
-      norm = 'norm' if cell.normalize else 'standard'
       s = dataclasses.replace(
-          s, finetune_subdir=f'alpha{cell.alpha:g}_{norm}',
+          s, finetune_subdir=self.stage_of(cell)[1],
           student_override=pipeline.join_overrides(
               s.student_override, f'task.loss_normalization.alpha={cell.alpha},'
               f'task.loss_normalization.normalize={str(cell.normalize).lower()}'))
