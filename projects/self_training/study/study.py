@@ -74,7 +74,8 @@ flags.DEFINE_integer('jobs', 2, 'Seeds run side by side, each in its own process
                      'whole students about as many (docs/benchmarks.md). 1: one seed after '
                      'another.')
 flags.DEFINE_bool('list', False, 'List the cells, each with where it stands in --study_dir '
-                  '(done and its `val` AP, its teacher\'s step, or not started), and exit.')
+                  '(done and its `val` AP, its teacher\'s step and its own stage\'s, or not '
+                  'started), and exit.')
 flags.DEFINE_bool('report_only', False, 'Rewrite the report from finished cells and exit.')
 flags.DEFINE_bool('report', True, 'Write the report after the run (off: the runs of `--jobs`).')
 flags.DEFINE_integer('side_by_side', 1, 'Internal: how many seeds `--jobs` runs at once.')
