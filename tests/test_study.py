@@ -278,11 +278,18 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
         f'this run\'s rule (its whole schedule) trains it on: to re-run the cell, '
         f'remove {group} and {os.path.join(study_dir, "cells", r["id"] + ".json")}']
   assert sum('re-judged: invalid' in line for line in lines) == 2, lines
-  # A cell to run on that teacher stops the study in one line, saying what to remove.
+  # A cell to run on that teacher is refused in one line, saying what to remove; the cells
+  # after it run on (here the finished student, judged again), then the run ends with it.
   os.remove(checked.cell_path(cells[0]))
+  lines.clear()
   with pytest.raises(trainer.ConfigError, match=r'trains it on: to re-run the cell, remove '
                      + re.escape(group) + '$'):
     checked.run(cells)
+  cell_lines = [line for line in lines if line.startswith('[')]
+  assert cell_lines[0] == '[1/2] table2.rand.s1: rand_s1_f100, supervised', lines
+  assert cell_lines[1].startswith('[1/2] table2.rand.s1: refused: ') and cell_lines[1].endswith(
+      f'trains it on: to re-run the cell, remove {group}'), lines
+  assert cell_lines[2].startswith('[2/2] table2.rand_st.s1: done (AP'), lines
 
 
 def test_redo_hint_names_only_what_a_refused_stage_feeds(study_data, tmp_path):
@@ -573,3 +580,37 @@ def test_main_size_is_the_main_jobs_regime(study_data, tmp_path):
                 'tta_sizes', 'tta_flip',
                 'threshold', 'ignore_threshold', 'pseudo_splits'):
     assert getattr(s4, field) == getattr(default, field), field
+
+
+def test_a_refused_seed_leaves_the_others_to_run_and_the_report_to_be_written(
+    tmp_path, monkeypatch, capsys):
+  """A grid runs for hours unattended: cells refused in one seed (`Study.run` says each and
+  runs the rest) do not stop the other seeds; the report covers what finished, and the run
+  ends in one line naming the seed."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
+  from projects.self_training.study import study  # pylint: disable=g-import-not-at-top
+  ran = []
+
+  def run(self, cells):
+    ran.append((self.seed, [c.id for c in cells]))
+    if self.seed == 0:
+      raise trainer.ConfigError('g was made with seed=5: to re-run the cell, remove g')
+    return []
+  monkeypatch.setattr(runner.Study, 'run', run)
+  monkeypatch.setattr(emoji_scenes, 'resolve_data_dir', lambda data_dir: 'data')
+  reported = tmp_path / 'report.md'
+  reported.write_text('# the report')
+  monkeypatch.setattr(report, 'write_report', lambda study_dir: str(reported))
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  with flagsaver.flagsaver(cells=['table2.rand.s1'], seeds=['0', '1'], jobs=1,
+                           study_dir=str(tmp_path)):
+    with pytest.raises(SystemExit) as exit_status:
+      study.main(['study'])
+  assert exit_status.value.code == 2
+  assert ran == [(0, ['table2.rand.s1']), (1, ['table2.rand.s1'])]
+  out, err = capsys.readouterr()
+  assert '# the report' in out
+  assert err.strip() == ('error: seed(s) 0 stopped (their lines above); the first: g was made '
+                         'with seed=5: to re-run the cell, remove g')

@@ -369,9 +369,12 @@ class Study:
             f'{value!r}: use another --study_dir')
 
   def run(self, cells: Sequence[grid.Cell]) -> List[Dict[str, Any]]:
-    """Runs the cells (finished ones skipped); returns every selected cell's record."""
+    """Runs the cells (finished ones skipped); returns every selected cell's record. A cell
+    whose stage is refused (`redo_hint`: made with other settings, or by another rule) is
+    said in one line and the others run on; then the first refusal is raised (a grid runs
+    for hours unattended: one cell's directory to remove must not idle the rest)."""
     self.check_identity()
-    records = []
+    records, refused = [], []
     by_run: Dict[Tuple[Any, ...], Dict[str, Any]] = {}
     for i, cell in enumerate(cells, 1):
       path = self.cell_path(cell)
@@ -391,7 +394,9 @@ class Study:
       try:
         summary, validity = by_run.get(cell.run_key) or self.run_cell(cell)
       except trainer.ConfigError as e:
-        raise trainer.ConfigError(self.redo_hint(e, cell)) from e
+        refused.append(self.redo_hint(e, cell))
+        self.progress(f'[{i}/{len(cells)}] {cell.id}: refused: {refused[-1]}')
+        continue
       by_run[cell.run_key] = summary, validity
       record = {
           'id': cell.id, 'table': cell.table, 'row': cell.row, 'column': cell.column,
@@ -410,4 +415,8 @@ class Study:
                     f'({record["seconds"]:.0f} s)' + ('' if validity['valid'] else
                                                      f'; invalid: {"; ".join(validity["reasons"])}'))
       records.append(record)
+    if refused:
+      raise trainer.ConfigError(refused[0] if len(refused) == 1 else
+                                f'{len(refused)} cells refused (each said above); the first: '
+                                f'{refused[0]}')
     return records

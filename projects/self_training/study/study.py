@@ -45,6 +45,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Optional
 
 from absl import app
 from absl import flags
@@ -151,23 +152,49 @@ def main(argv):
       # The joint experiment reads `iconic` from the embedded data's directory.
       os.environ['EMOJI_SCENES_DIR'] = data_dir
       start = time.time()
-      if FLAGS.jobs > 1 and len(plan) > 1:
-        for seed, seed_cells in plan:  # once, before the seeds share it
-          for init in dict.fromkeys(c.group.init for c in seed_cells):
-            _study(seed, data_dir).pretrained(init)
-        run_side_by_side(plan, data_dir)
-      else:
-        for seed, seed_cells in plan:
-          print(f'study: seed {seed}', flush=True)
-          _study(seed, data_dir).run(seed_cells)
+      failed = run_seeds(plan, data_dir)
       print(f'study: {sum(len(c) for _, c in plan)} cell runs over {len(plan)} seed(s) in '
             f'{time.time() - start:.0f} s', flush=True)
-    if not FLAGS.report:
-      return
-    path = report.write_report(FLAGS.study_dir)
-  with open(path) as f:
-    print(f.read())
-  print(f'Report: {path}')
+    else:
+      failed = None
+    if FLAGS.report:
+      try:
+        path = report.write_report(FLAGS.study_dir)
+        with open(path) as f:
+          print(f.read())
+        print(f'Report: {path}')
+      except trainer.ConfigError:
+        if not failed:  # no cell finished: said in one line below, the refusal first
+          raise
+    if failed:
+      raise failed
+
+
+def run_seeds(plan, data_dir: str) -> Optional[trainer.ConfigError]:
+  """Runs each seed's cells, side by side under `--jobs`; what stopped a cell or a seed
+  (the others ran on, so the report covers them), or None."""
+  if FLAGS.jobs > 1 and len(plan) > 1:
+    for seed, seed_cells in plan:  # once, before the seeds share it
+      for init in dict.fromkeys(c.group.init for c in seed_cells):
+        _study(seed, data_dir).pretrained(init)
+    try:
+      run_side_by_side(plan, data_dir)
+    except trainer.ConfigError as e:
+      return e
+    return None
+  failed = []
+  for seed, seed_cells in plan:
+    print(f'study: seed {seed}', flush=True)
+    try:
+      _study(seed, data_dir).run(seed_cells)
+    except trainer.ConfigError as e:
+      failed.append((seed, e))
+  if len(failed) == 1 and len(plan) == 1:
+    return failed[0][1]
+  if failed:
+    return trainer.ConfigError(f'seed(s) {", ".join(str(seed) for seed, _ in failed)} stopped '
+                               f'(their lines above); the first: {failed[0][1]}')
+  return None
 
 if __name__ == '__main__':
   app.run(main)
