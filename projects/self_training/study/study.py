@@ -164,7 +164,7 @@ def main(argv):
           print(f.read())
         print(f'Report: {path}')
       except trainer.ConfigError:
-        if not failed:  # no cell finished: said in one line below, the refusal first
+        if not failed:  # no finished cell to report: what stopped them is the one line
           raise
     if failed:
       raise failed
