@@ -73,12 +73,15 @@ def test_finding_pairs_seeds_and_keeps_invalid_cells_out():
   assert result == findings.NOT_JUDGED and rows[1][2] == findings.NOT_JUDGED
   assert rows[1][3] == ['2 of the 3 seeds it needs']
   assert rows[2][2] == findings.HOLDS  # 2 seeds judge Table 3's
-  # An invalid seed of one cell: the check is not judged, with the reason.
-  by_cell['table3.rand_st.f20'][1] = _run(26.0, valid=False,
-                                          reasons=['pseudo labels collapsed'])
+  # An invalid seed of one cell: the check is not judged, with the reasons' heads (the
+  # report's runs table has them whole).
+  by_cell['table3.rand_st.f20'][1] = _run(26.0, valid=False, reasons=[
+      'pseudo labels collapsed: 0.10 boxes per image at 0.5 (floor 0.5)',
+      'teacher did not plateau: held-out AP was still at its best at step 6'])
   result, rows = findings.judge(st, by_cell)
   assert result == findings.NOT_JUDGED
-  assert 'table3.rand_st.f20 seed 1 invalid: pseudo labels collapsed' in rows[2][3]
+  assert ('table3.rand_st.f20 seed 1 invalid: pseudo labels collapsed; teacher did not '
+          'plateau') in rows[2][3]
   del by_cell['table2.rand.s4']
   assert 'table2.rand.s4 not run' in findings.judge(st, by_cell)[1][1][3]
   text = '\n'.join(findings.findings_section(by_cell))

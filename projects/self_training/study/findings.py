@@ -209,8 +209,9 @@ def check_estimate(check: Check, by_cell: Dict[str, Dict[int, Dict[str, Any]]]
       problems.append(f'{cell} not run')
       continue
     invalid = {s: r for s, r in runs.items() if not r.get('validity', {}).get('valid', True)}
-    for s, r in sorted(invalid.items()):
-      problems.append(f'{cell} seed {s} invalid: {"; ".join(r["validity"]["reasons"])}')
+    for s, r in sorted(invalid.items()):  # the reasons' heads: the runs table has the rest
+      heads = dict.fromkeys(reason.split(':')[0] for reason in r['validity']['reasons'])
+      problems.append(f'{cell} seed {s} invalid: {"; ".join(heads)}')
     valid = set(runs) - set(invalid)
     seeds = valid if seeds is None else seeds & valid
   if problems or not seeds:
