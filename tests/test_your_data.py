@@ -1,5 +1,6 @@
-"""`./run.sh custom`: your own COCO / VOC / YOLO data through the whole pipeline, and every
-bad input as a one-line error or a counted skip (data/your_data.py, pipelines/custom_main.py)."""
+"""`./run.sh custom`: your own COCO data through the whole pipeline, VOC and YOLO to the same
+records under their own ids, and every bad input as a one-line error or a counted skip
+(data/your_data.py, pipelines/custom_main.py)."""
 
 import json
 import os
@@ -123,8 +124,7 @@ def user_data(tmp_path_factory):
 
 
 def _expected_categories(fmt):
-  if fmt == 'coco':
-    return CATEGORIES  # the user's ids and names
+  """voc / yolo: the categories they declare (COCO keeps the user's ids and names)."""
   if fmt == 'voc':  # names used, sorted
     return [{'id': i + 1, 'name': n} for i, n in enumerate(sorted(c['name'] for c in CATEGORIES))]
   return [{'id': i + 1, 'name': c['name']} for i, c in enumerate(CATEGORIES)]  # classes.txt
