@@ -95,9 +95,10 @@ def _forward(proc: subprocess.Popen, prefix: str) -> None:
     print(prefix + line, end='', flush=True)
 
 
-def run_side_by_side(plan, data_dir: str) -> None:
+def run_side_by_side(plan, data_dir: str) -> Optional[trainer.ConfigError]:
   """Each seed of `plan` in a process of its own, `--jobs` at a time; their output
-  interleaved, each line prefixed by its seed. A failed seed is named, the others go on."""
+  interleaved, each line prefixed by its seed. A failed seed is named, the others go on;
+  returns what names the failed seeds, or None."""
   pending, running, failed = list(plan), [], []
   while pending or running:
     while pending and len(running) < FLAGS.jobs:
@@ -124,8 +125,9 @@ def run_side_by_side(plan, data_dir: str) -> None:
       if proc.returncode:
         failed.append(seed)
   if failed:
-    raise trainer.ConfigError(f'seed(s) {", ".join(map(str, failed))} failed (their lines '
-                              'above); finished cells are kept, a re-run resumes')
+    return trainer.ConfigError(f'seed(s) {", ".join(map(str, failed))} failed (their lines '
+                               'above); finished cells are kept, a re-run resumes')
+  return None
 
 
 def main(argv):
@@ -177,11 +179,7 @@ def run_seeds(plan, data_dir: str) -> Optional[trainer.ConfigError]:
     for seed, seed_cells in plan:  # once, before the seeds share it
       for init in dict.fromkeys(c.group.init for c in seed_cells):
         _study(seed, data_dir).pretrained(init)
-    try:
-      run_side_by_side(plan, data_dir)
-    except trainer.ConfigError as e:
-      return e
-    return None
+    return run_side_by_side(plan, data_dir)
   failed = []
   for seed, seed_cells in plan:
     print(f'study: seed {seed}', flush=True)
