@@ -113,6 +113,36 @@ def test_report_puts_gains_against_the_rand_init_supervised_cell():
   assert '| Rand Init w/ Self-training | invalid | (+1.7) 40.9 |' in text
 
 
+def test_a_stage_time_counts_every_session_and_says_what_it_cannot_vouch_for():
+  # Three intervals of 100 images: the third at a third of the median rate (paused), the
+  # first from a history written before evals were timed.
+  summary = {'history': [
+      {'step': 10, 'train_seconds': 1.0, 'images_per_second': 100.0},
+      {'step': 20, 'train_seconds': 1.0, 'eval_seconds': 0.5, 'images_per_second': 100.0},
+      {'step': 30, 'train_seconds': 3.0, 'eval_seconds': 0.5, 'images_per_second': 100 / 3}],
+      'val_eval_seconds': 2.0}
+  assert runner.stage_time(summary) == {'seconds': 8.0, 'untimed_evals': 1,
+                                        'slow_intervals': 1, 'slow_excess_seconds': 2.0}
+  # A cell's time includes its shared stages; the study's total counts each stage once per
+  # seed; a record from before stage times shows its wall time, and says it.
+  teacher = {'seconds': 100.0, 'untimed_evals': 0, 'slow_intervals': 0,
+             'slow_excess_seconds': 0.0}
+  control = dict(teacher, seconds=40.0)
+  student = dict(teacher, seconds=70.0, slow_intervals=1, slow_excess_seconds=20.0)
+  records = [
+      dict(_record('table2.rand.s1', 0.2), stage_times={'t': teacher, 'c': control}),
+      dict(_record('table2.rand_st.s1', 0.2), stage_times={'t': teacher, 's': student}),
+      dict(_record('table2.rand.s1', 0.2), seed=1, stage_times={'t': teacher}),
+      dict(_record('table2.imagenet.s1', 0.2), seconds=33.0, side_by_side=2)]
+  assert report.cell_seconds(records[0]) == '140'
+  assert report.cell_seconds(records[1]) == (
+      "170 (1 slow intervals, 20 s over their stage's median rate)")
+  assert report.cell_seconds(records[3]) == '33 (wall, last session only; 2 side by side)'
+  line = report.compute_line(records)
+  assert line.startswith('Compute: 310 s on this machine for the 4 stages the runs needed')
+  assert '1 runs recorded before stage times were kept' in line and ': 33 s of wall' in line
+
+
 class _Captured(Exception):
   """Raised in place of training: carries the params the stage would have trained with."""
 
@@ -142,15 +172,32 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
     assert not r['validity']['valid']
     assert 'teacher did not plateau' in r['validity']['reasons'][0]
 
-  # A re-run skips both cells; a cell whose JSON is gone is rebuilt from the completed
-  # stages without training anything again.
+  # Each cell's time is that of the stages it needed, from their own records: the shared
+  # teacher in both, the pseudo labels (scored on `holdout`) in the student's.
+  control_times, student_times = (r['stage_times'] for r in records)
+  assert sorted(control_times) == ['groups/rand_s1_f100/control', 'groups/rand_s1_f100/teacher']
+  assert sorted(student_times) == ['groups/rand_s1_f100/pseudo', 'groups/rand_s1_f100/student',
+                                   'groups/rand_s1_f100/teacher']
+  teacher = trainer.read_json(os.path.join(group, 'teacher', 'teacher_metrics.json'))
+  assert control_times['groups/rand_s1_f100/teacher'] == student_times[
+      'groups/rand_s1_f100/teacher'] == runner.stage_time(teacher)
+  assert all(t['seconds'] > 0 and not t['untimed_evals'] for t in student_times.values())
+
+  # A re-run skips both cells (and gives a record kept before stage times its own); a cell
+  # whose JSON is gone is rebuilt from the completed stages without training anything
+  # again, and takes their time, not the seconds the rebuild took.
+  old_style = dict(records[0])
+  del old_style['stage_times']
+  trainer.write_json(run.cell_path(cells[0]), old_style)
   lines.clear()
   run.run(cells)
   assert all('done' in line for line in lines if line.startswith('['))
+  assert trainer.read_json(run.cell_path(cells[0]))['stage_times'] == control_times
   os.remove(run.cell_path(cells[1]))
   lines.clear()
   again = run.run(cells)
   assert again[1]['val'] == records[1]['val']
+  assert again[1]['stage_times'] == student_times
   stages = [line for line in lines if line.split(':')[0] in ('teacher', 'student')]
   assert len(stages) == 2 and all('skipped' in line for line in stages), lines
   assert not any(line.strip().startswith('step') for line in lines), lines
@@ -200,6 +247,7 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
   assert '| table2.rand.s1 | 0 |' in text and 'no: teacher did not plateau' in text
   assert '**not judged**' in text and 'table2.rand.s1 seed 0 invalid' in text
   assert '| groups/rand_s1_f100 | 8 | ' in text  # the pseudo labels the student read
+  assert 'Compute: ' in text and ' s on this machine for the 4 stages the runs needed' in text
   assert os.path.exists(os.path.join(study_dir, 'figure1.png'))
 
   # A rule that asks for the convergence test judges the finished cells again. The teacher
@@ -503,7 +551,7 @@ def test_convergence_test_adopts_the_teacher_that_gained(tmp_path, monkeypatch):
   trainer.write_json(os.path.join(s.dir('teacher'), pipeline.TEACHER_METRICS), teacher(s))
   assert run.rejudge(st, done, path) is done
   # A record of the time one test was all there was reads as a list of one.
-  assert report.convergence_tests({'longer': {'steps': 9}}) == [{'steps': 9}]
+  assert findings.convergence_tests({'longer': {'steps': 9}}) == [{'steps': 9}]
 
 
 def test_status_says_where_each_cell_stands_from_its_files(tmp_path):

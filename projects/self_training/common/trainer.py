@@ -346,6 +346,7 @@ def train_to_plateau(params, model_dir: str, plateau: Plateau = Plateau(),
         logs = scalar_metrics(controller.evaluate(steps=params.trainer.validation_steps))
       train_seconds += seconds
       entry = {'step': target, 'train_seconds': seconds,
+               'eval_seconds': time.time() - start - seconds,
                'images_per_second': (target - step) * batch / max(seconds, 1e-9),
                # pycocotools reports -1 when there is no detection at all: that is AP 0.
                **{k: max(logs[k], 0.0) for k in METRIC_KEYS if k in logs}}

@@ -349,6 +349,7 @@ def pseudo_quality(s: Settings, saved_model: str,
   done = trainer.read_json(path)
   if done:
     return done
+  start = time.time()
   out = os.path.join(s.dir('pseudo'), 'holdout_check')
   shards.run(saved_model, emoji_scenes.split_pattern(s.data_dir, 'holdout'), out,
              threshold=0.0, progress=False, flip=s.tta_flip)
@@ -357,7 +358,8 @@ def pseudo_quality(s: Settings, saved_model: str,
                                   trainer.read_json(emoji_scenes.annotation_file(
                                       s.data_dir, 'holdout')), thresholds)
   result = {'split': 'holdout', 'threshold': s.threshold, 'rows': rows,
-            'at_threshold': next(r for r in rows if r['threshold'] == s.threshold)}
+            'at_threshold': next(r for r in rows if r['threshold'] == s.threshold),
+            'seconds': round(time.time() - start, 1)}
   trainer.write_json(path, result)
   tf.io.gfile.rmtree(out)
   return result

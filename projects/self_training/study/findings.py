@@ -86,6 +86,13 @@ def teacher_reasons(teacher: Dict[str, Any], longer: Optional[Dict[str, Any]] = 
           f'gained {gain:+.2f} held-out AP (tolerance {LONGER_TOLERANCE:g})']
 
 
+def convergence_tests(validity: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+  """A cell's convergence tests, in order (a record written before there could be more
+  than one holds a single test)."""
+  tests = (validity or {}).get('longer') or []
+  return [tests] if isinstance(tests, dict) else list(tests)
+
+
 def last_test_reasons(teacher: Dict[str, Any],
                       previous: Optional[Dict[str, Any]] = None) -> List[str]:
   """Why the teacher the convergence tests ended on cannot stand (empty: it can).

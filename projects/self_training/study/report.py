@@ -191,24 +191,60 @@ def pseudo_label_section(study_dir: str) -> List[str]:
   return lines + ['']
 
 
-def convergence_tests(validity: Dict[str, Any]) -> List[Dict[str, Any]]:
-  """A cell's convergence tests, in order (a record written before there could be more
-  than one holds a single test)."""
-  tests = (validity or {}).get('longer') or []
-  return [tests] if isinstance(tests, dict) else list(tests)
+def _caveats(times: List[Dict[str, Any]]) -> str:
+  """What the stage times `times` leave out or may overstate, in words ('' when nothing)."""
+  untimed = sum(t.get('untimed_evals', 0) for t in times)
+  slow = sum(t.get('slow_intervals', 0) for t in times)
+  excess = sum(t.get('slow_excess_seconds', 0.0) for t in times)
+  return '; '.join(([f'{untimed} evals untimed'] if untimed else []) + (
+      [f'{slow} slow intervals, {excess:.0f} s over their stage\'s median rate'] if slow
+      else []))
+
+
+def cell_seconds(r: Dict[str, Any]) -> str:
+  """A run's time: the seconds of the stages it needed (`runner.Study.stage_times`: shared
+  ones included, every session counted), or for a record written before those were kept
+  its wall time, which counts only the session that finished it."""
+  shared = r.get('side_by_side', 1)
+  notes = [f'{shared} side by side'] if shared > 1 else []
+  if 'stage_times' not in r:
+    return f'{r["seconds"]:.0f} (wall, last session only' + ''.join(
+        f'; {n}' for n in notes) + ')'
+  times = list(r['stage_times'].values())
+  notes += [_caveats(times)] if _caveats(times) else []
+  return f'{sum(t["seconds"] for t in times):.0f}' + (f' ({"; ".join(notes)})'
+                                                      if notes else '')
+
+
+def compute_line(records: List[Dict[str, Any]]) -> str:
+  """The study's compute: each stage once (a teacher serves several cells), per seed."""
+  stages = {(r.get('seed', 0), where): t for r in records
+            for where, t in (r.get('stage_times') or {}).items()}
+  walled = [r for r in records if 'stage_times' not in r]
+  caveats = _caveats(list(stages.values()))
+  return (f'Compute: {sum(t["seconds"] for t in stages.values()):.0f} s on this machine for '
+          f'the {len(stages)} stages the runs needed, each counted once and summed over '
+          'every session that trained it' + (f' ({caveats})' if caveats else '') + '; '
+          + (f'{len(walled)} runs recorded before stage times were kept (or without their '
+             f'stages\' directories): {sum(r["seconds"] for r in walled):.0f} s of wall '
+             'time, the session that finished each only; ' if walled else '')
+          + 'not counted: pre-training, the teachers\' SavedModel exports. A slow interval '
+          'trained at under half its stage\'s median images per second: it was paused, or '
+          'shared the machine with more than the rest of its stage did. Seeds run side by '
+          'side (`--jobs`) each count their own time.')
 
 
 def cells_section(runs: Runs) -> List[str]:
-  """Markdown: every run of every cell: its seed, `val` AP, wall time and validity."""
-  lines = ['### Every cell\'s runs', '', '| cell | seed | val AP | seconds | valid |',
+  """Markdown: every run of every cell: its seed, `val` AP, time and validity."""
+  lines = ['### Every cell\'s runs', '',
+           '| cell | seed | val AP | seconds (the stages it needed) | valid |',
            '|---|---|---|---|---|']
   for cell_id in sorted(runs):
     for seed, r in sorted(runs[cell_id].items()):
       validity = r.get('validity') or {'valid': True, 'reasons': []}
-      shared = r.get('side_by_side', 1)
-      seconds = f'{r["seconds"]:.0f}' + (f' ({shared} side by side)' if shared > 1 else '')
+      seconds = cell_seconds(r)
       verdict = 'yes' if validity['valid'] else 'no: ' + '; '.join(validity['reasons'])
-      tests = convergence_tests(validity)
+      tests = findings.convergence_tests(validity)
       if tests and validity['valid']:
         adopted = validity.get('teacher_round')
         verdict += ' (convergence test: ' + '; '.join(
@@ -230,7 +266,6 @@ def write_report(study_dir: str) -> str:
                               f'{grid.STUDY_FILE} or {grid.CELLS_DIR}/*.json): run ./run.sh study')
   plot = figure1(runs, os.path.join(study_dir, 'figure1.png'))
   records = [r for by_seed in runs.values() for r in by_seed.values()]
-  seconds = sum(r['seconds'] for r in records)
   seeds = sorted({int(r.get('seed', 0)) for r in records})
   pretrain = []
   for kind in grid.INIT_MACROS:
@@ -241,8 +276,9 @@ def write_report(study_dir: str) -> str:
               f'{100 * result["contrastive_top1"]:.1f}% contrastive top-1')
       pretrain.append(f'{kind} {top1} / linear probe '
                       f'{100 * result["linear_probe_top1"]:.1f}% ({result["wall_seconds"]:.0f} s)')
-  tests = {(r.get('seed', 0), grid.Group(**r['group']).name): convergence_tests(r['validity'])
-           for r in records if convergence_tests(r.get('validity'))}
+  tests = {(r.get('seed', 0), grid.Group(**r['group']).name):
+           findings.convergence_tests(r['validity'])
+           for r in records if findings.convergence_tests(r.get('validity'))}
   steps = identity['steps']
   invalid = sum(not (r.get('validity') or {'valid': True})['valid'] for r in records)
   lines = [
@@ -261,9 +297,7 @@ def write_report(study_dir: str) -> str:
       'ones where it compares with another row (Tables 3 and 7: ImageNet rows against ImageNet '
       'Init). Self-training pseudo-labels `unlabeled_scenes` with the main job\'s labels '
       '(`iconic` cannot be the pool here: docs/study.md).', '',
-      f'Compute: {seconds:.0f} s of wall time on this machine, summed over {len(records)} runs '
-      '(a run resumed after a kill counts its last part only; pre-training not included; '
-      'seeds run side by side with `--jobs` each count their own wall time).' +
+      compute_line(records) +
       (f' Convergence tests (a teacher trained longer): '
        f'{sum(len(t) for t in tests.values())}, '
        f'{sum(t["train_seconds"] for ts in tests.values() for t in ts)} s of training.'

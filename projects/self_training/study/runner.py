@@ -12,6 +12,7 @@ from projects.self_training.common import paths
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
 from projects.self_training.pipelines import detection as pipeline
+from projects.self_training.pseudo_label import schema
 from projects.self_training.study import findings
 from projects.self_training.study import grid
 
@@ -21,6 +22,32 @@ def _last_checkpoint(model_dir: str) -> int:
   steps = [int(m.group(1)) for m in (re.match(r'ckpt-(\d+)\.index$', f)
                                      for f in os.listdir(model_dir)) if m]
   return max(steps, default=0)
+
+
+# An interval whose images per second fell below 1 / SLOW_INTERVAL of its stage's median
+# was paused, or shared the machine with more than the rest of the stage did: counted, and
+# said, in `stage_time`.
+SLOW_INTERVAL = 2.0
+
+
+def stage_time(summary: Dict[str, Any]) -> Dict[str, Any]:
+  """A finished training stage's seconds, from its own record: its training intervals,
+  their held-out evals and its `val` eval, summed over every session that trained it (a
+  run killed and resumed counts each interval once: the one a kill cut short trains again
+  and counts then). `untimed_evals`: held-out evals of a history written before they were
+  timed (not counted); `slow_intervals` (see SLOW_INTERVAL) and `slow_excess_seconds`, the
+  seconds they took beyond what the stage's median rate would have."""
+  history = summary.get('history') or []
+  rates = sorted(h['images_per_second'] for h in history if h.get('images_per_second'))
+  median = rates[len(rates) // 2] if rates else 0.0
+  slow = [h for h in history if h.get('images_per_second', median) < median / SLOW_INTERVAL]
+  return {
+      'seconds': round(sum(h.get('train_seconds', 0.0) + h.get('eval_seconds', 0.0)
+                           for h in history) + summary.get('val_eval_seconds', 0.0), 1),
+      'untimed_evals': sum('eval_seconds' not in h for h in history),
+      'slow_intervals': len(slow),
+      'slow_excess_seconds': round(sum(
+          h['train_seconds'] * (1 - h['images_per_second'] / median) for h in slow), 1)}
 
 
 @dataclasses.dataclass
@@ -185,6 +212,49 @@ class Study:
     if cell.alpha is not None:
       return 'student', f'alpha{cell.alpha:g}_{"norm" if cell.normalize else "standard"}'
     return 'student', ''
+
+  def stage_times(self, cell: grid.Cell,
+                  validity: Optional[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """The time of every stage the cell needed, by its directory under the study's (the
+    cells that share a stage name the same directory, so a grid's total counts it once):
+    the teacher of each convergence round run, for a student the pseudo labels it read
+    (labeling the pool, then scoring `holdout`: an eval) and its own stage. From the
+    stages' records (`stage_time`), so a cell trained over several sessions counts all of
+    them. Not timed: the teacher's SavedModel exports (about 20 s a size)."""
+    where, out = self.group_dir(cell.group), {}
+    for rounds in range(len(findings.convergence_tests(validity)) + 1):
+      teacher_dir = os.path.join(grid.round_dir(where, rounds), 'teacher')
+      summary = trainer.read_json(os.path.join(teacher_dir, pipeline.TEACHER_METRICS))
+      if summary:
+        out[os.path.relpath(teacher_dir, self.study_dir)] = stage_time(summary)
+    base = grid.round_dir(where, (validity or {}).get('teacher_round', 0))
+    stage, subdir = self.stage_of(cell)
+    labels_dir = os.path.join(base, 'pseudo')
+    labels = trainer.read_json(os.path.join(labels_dir, schema.SUMMARY))
+    if stage == 'student' and labels:
+      check = trainer.read_json(os.path.join(labels_dir, pipeline.QUALITY)) or {}
+      out[os.path.relpath(labels_dir, self.study_dir)] = {
+          'seconds': round(labels['seconds'] + check.get('seconds', 0.0), 1),
+          'untimed_evals': int('seconds' not in check), 'slow_intervals': 0,
+          'slow_excess_seconds': 0.0}
+    stage_dir = os.path.join(base, subdir, stage)
+    summary = trainer.read_json(os.path.join(stage_dir, pipeline.RESULT))
+    if summary:
+      out[os.path.relpath(stage_dir, self.study_dir)] = stage_time(summary)
+    return out
+
+  def with_stage_times(self, cell: grid.Cell, done: Dict[str, Any],
+                       path: str) -> Dict[str, Any]:
+    """A finished cell's record with its `stage_times`, added (and written) to one recorded
+    before they were kept, when its stages' directories are here."""
+    if 'stage_times' in done:
+      return done
+    times = self.stage_times(cell, done.get('validity'))
+    if not times:  # e.g. only `cells/` copied
+      return done
+    done = dict(done, stage_times=times)
+    trainer.write_json(path, done)
+    return done
 
   # -- runs ------------------------------------------------------------------------------
 
@@ -386,7 +456,7 @@ class Study:
       if done:
         self.progress(f'[{i}/{len(cells)}] {cell.id}: done (AP {100 * done["val"]["AP"]:.1f}), '
                       'skipped')
-        records.append(self.rejudge(cell, done, path))
+        records.append(self.with_stage_times(cell, self.rejudge(cell, done, path), path))
         continue
       self.progress(f'[{i}/{len(cells)}] {cell.id}: {cell.group.name}, {cell.kind}')
       self.pretrained(cell.group.init)  # outside the cell's time: it serves every cell
@@ -407,13 +477,16 @@ class Study:
           'experiment': summary.get('experiment'), 'run_dir': os.path.dirname(
               summary['checkpoint'].rstrip('/')) if summary.get('checkpoint') else None,
           'seconds': round(time.time() - start, 1), 'side_by_side': self.side_by_side,
+          'stage_times': self.stage_times(cell, validity),
           'paper_AP': cell.paper,
           'validity': validity,
       }
       trainer.write_json(path, record)
       self.progress(f'[{i}/{len(cells)}] {cell.id}: val AP {100 * record["val"]["AP"]:.1f} '
-                    f'({record["seconds"]:.0f} s)' + ('' if validity['valid'] else
-                                                     f'; invalid: {"; ".join(validity["reasons"])}'))
+                    f'({record["seconds"]:.0f} s this run; its stages '
+                    f'{sum(t["seconds"] for t in record["stage_times"].values()):.0f} s)'
+                    + ('' if validity['valid'] else
+                       f'; invalid: {"; ".join(validity["reasons"])}'))
       records.append(record)
     if refused:
       raise trainer.ConfigError(refused[0] if len(refused) == 1 else
