@@ -568,6 +568,11 @@ def test_status_says_where_each_cell_stands_from_its_files(tmp_path):
   for name in ('ckpt-2.index', 'ckpt-4.index', 'ckpt-4.data-00000-of-00001', 'checkpoint'):
     open(os.path.join(teacher_dir, name), 'w').close()
   assert run.status(rand) == 'teacher at step 4 of 6'
+  # With two held-out intervals, the time to its budget at their median rate.
+  trainer.write_json(os.path.join(teacher_dir, trainer.HISTORY_FILE), {'history': [
+      {'step': 2, 'train_seconds': 50.0}, {'step': 4, 'train_seconds': 40.0,
+                                           'eval_seconds': 20.0}]})
+  assert run.status(rand) == 'teacher at step 4 of 6, about 1 min to its budget'
   trainer.write_json(os.path.join(teacher_dir, pipeline.TEACHER_METRICS),
                      {'holdout': {'AP': 0.1234}, 'best_step': 6})
   os.makedirs(os.path.join(run.group_dir(rand.group), 'longer', 'teacher'))

@@ -18,6 +18,17 @@ def shared_cores_env(processes: int) -> Dict[str, str]:
   return dict(os.environ, TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads)
 
 
+def duration(seconds: float) -> str:
+  """Seconds as a reader takes them in: '40 s', '12 min', '3.5 h', '2.1 d'."""
+  if seconds < 60:
+    return f'{seconds:.0f} s'
+  if seconds < 3600:
+    return f'{seconds / 60:.0f} min'
+  if seconds < 48 * 3600:
+    return f'{seconds / 3600:.1f} h'
+  return f'{seconds / 86400:.1f} d'
+
+
 def one_line(err: BaseException) -> str:
   """The first line of an error's message (its type when it has none)."""
   text = str(err).strip().splitlines()

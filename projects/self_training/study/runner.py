@@ -24,6 +24,21 @@ def _last_checkpoint(model_dir: str) -> int:
   return max(steps, default=0)
 
 
+def _time_left(model_dir: str, budget: int) -> str:
+  """', about T to its budget' at the median rate of a training stage's last 5 intervals
+  (training and held-out eval) in its held-out history; '' before it has two. Its plateau
+  rule may stop it sooner; a paused interval does not move the median."""
+  state = trainer.read_json(os.path.join(model_dir, trainer.HISTORY_FILE)) or {}
+  history = state.get('history') or []
+  rates = sorted((b.get('train_seconds', 0.0) + b.get('eval_seconds', 0.0)) /
+                 (b['step'] - a['step'])
+                 for a, b in list(zip(history, history[1:]))[-5:] if b['step'] > a['step'])
+  if not rates:
+    return ''
+  left = (budget - history[-1]['step']) * rates[len(rates) // 2]
+  return f', about {cli.duration(left)} to its budget'
+
+
 # An interval whose images per second fell below 1 / SLOW_INTERVAL of its stage's median
 # was paused, or shared the machine with more than the rest of the stage did: counted, and
 # said, in `stage_time`.
@@ -188,7 +203,8 @@ class Study:
       finished = trainer.read_json(os.path.join(teacher_dir, pipeline.TEACHER_METRICS))
       if not finished:
         budget = self.teacher_steps(cell.group, (self.size.longer_factor or 1.0) ** rounds)
-        parts.append(f'{name} at step {_last_checkpoint(teacher_dir)} of {budget}')
+        parts.append(f'{name} at step {_last_checkpoint(teacher_dir)} of {budget}'
+                     + _time_left(teacher_dir, budget))
         continue
       parts.append(f'{name} done (held-out AP {100 * finished["holdout"]["AP"]:.1f} at '
                    f'step {finished.get("best_step")})')
@@ -197,7 +213,8 @@ class Study:
       if started:
         parts.append(f'its {stage} done' if os.path.exists(
             os.path.join(stage_dir, pipeline.RESULT)) else
-                     f'its {stage} at step {_last_checkpoint(stage_dir)} of {started["steps"]}')
+                     f'its {stage} at step {_last_checkpoint(stage_dir)} of {started["steps"]}'
+                     + _time_left(stage_dir, started['steps']))
     return '; '.join(parts) or (f'not started (teacher: '
                                 f'{self.teacher_steps(cell.group)} steps)')
 

@@ -392,7 +392,7 @@ def capacity_plan(rows: Sequence[Dict[str, Any]], utilization: float = 0.3) -> s
       for chips, peak in ACCELERATORS.values():
         per_chip = peak * utilization / flops_per_image
         rates.append(f'{per_chip:,.0f}')
-        walls.append(_duration(images / (per_chip * chips)))
+        walls.append(cli.duration(images / (per_chip * chips)))
       count = f'{images / 1e6:,.1f}M' if images >= 1e6 else f'{images / 1e3:,.1f}k'
       lines.append(f'| {name} | {stage} | {count} | ' + ' | '.join(rates) + ' | ' +
                    ' | '.join(walls) + ' |')
@@ -401,16 +401,6 @@ def capacity_plan(rows: Sequence[Dict[str, Any]], utilization: float = 0.3) -> s
 
 def _images_per_step(row: Dict[str, Any]) -> int:
   return sum(int(part) for part in row['batch'].split('+'))
-
-
-def _duration(seconds: float) -> str:
-  if seconds < 60:
-    return f'{seconds:.0f} s'
-  if seconds < 3600:
-    return f'{seconds / 60:.0f} min'
-  if seconds < 48 * 3600:
-    return f'{seconds / 3600:.1f} h'
-  return f'{seconds / 86400:.1f} d'
 
 
 # ----------------------------------------------------------------------------------------
