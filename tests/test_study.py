@@ -182,6 +182,7 @@ def test_study_runs_a_tiny_grid_resumes_and_reports(study_data, tmp_path, monkey
   assert control_times['groups/rand_s1_f100/teacher'] == student_times[
       'groups/rand_s1_f100/teacher'] == runner.stage_time(teacher)
   assert all(t['seconds'] > 0 and not t['untimed_evals'] for t in student_times.values())
+  assert not student_times['groups/rand_s1_f100/pseudo']['untimed_exports']
 
   # A re-run skips both cells (and gives a record kept before stage times its own); a cell
   # whose JSON is gone is rebuilt from the completed stages without training anything

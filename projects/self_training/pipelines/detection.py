@@ -287,6 +287,9 @@ def tta_sizes_of(s: Settings) -> List[int]:
   return [max(32, int(round(size * TTA_SCALE / 32)) * 32)]
 
 
+EXPORT_SECONDS = 'seconds.json'  # each SavedModel's export time, by its directory's name
+
+
 def export(s: Settings, teacher_summary: Dict[str, Any],
            progress: Callable[[str], None] = print) -> str:
   """The teacher's SavedModel, and one per `tta_sizes`; returns their paths, comma-joined
@@ -303,6 +306,9 @@ def export(s: Settings, teacher_summary: Dict[str, Any],
     start = time.time()
     export_lib.export_detector(teacher_params(s), teacher_summary['checkpoint'],
                                s.dir('export'), input_size=size)
+    times_path = os.path.join(s.dir('export'), EXPORT_SECONDS)
+    trainer.write_json(times_path, dict(trainer.read_json(times_path) or {},
+                                        **{os.path.basename(path): time.time() - start}))
     progress(f'export: {path} ({time.time() - start:.0f} s)')
   return ','.join(paths)
 

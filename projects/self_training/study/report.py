@@ -194,9 +194,11 @@ def pseudo_label_section(study_dir: str) -> List[str]:
 def _caveats(times: List[Dict[str, Any]]) -> str:
   """What the stage times `times` leave out or may overstate, in words ('' when nothing)."""
   untimed = sum(t.get('untimed_evals', 0) for t in times)
+  exports = sum(t.get('untimed_exports', 0) for t in times)
   slow = sum(t.get('slow_intervals', 0) for t in times)
   excess = sum(t.get('slow_excess_seconds', 0.0) for t in times)
   return '; '.join(([f'{untimed} evals untimed'] if untimed else []) + (
+      [f'{exports} teachers\' exports untimed'] if exports else []) + (
       [f'{slow} slow intervals, {excess:.0f} s over their stage\'s median rate'] if slow
       else []))
 
@@ -228,7 +230,7 @@ def compute_line(records: List[Dict[str, Any]]) -> str:
           + (f'{len(walled)} runs recorded before stage times were kept (or without their '
              f'stages\' directories): {sum(r["seconds"] for r in walled):.0f} s of wall '
              'time, the session that finished each only; ' if walled else '')
-          + 'not counted: pre-training, the teachers\' SavedModel exports. A slow interval '
+          + 'not counted: pre-training. A slow interval '
           'trained at under half its stage\'s median images per second: it was paused, or '
           'shared the machine with more than the rest of its stage did. Seeds run side by '
           'side (`--jobs`) each count their own time.')

@@ -235,9 +235,9 @@ class Study:
     """The time of every stage the cell needed, by its directory under the study's (the
     cells that share a stage name the same directory, so a grid's total counts it once):
     the teacher of each convergence round run, for a student the pseudo labels it read
-    (labeling the pool, then scoring `holdout`: an eval) and its own stage. From the
-    stages' records (`stage_time`), so a cell trained over several sessions counts all of
-    them. Not timed: the teacher's SavedModel exports (about 20 s a size)."""
+    (the teacher's SavedModels, labeling the pool, then scoring `holdout`: an eval) and its
+    own stage. From the stages' records (`stage_time`), so a cell trained over several
+    sessions counts all of them."""
     where, out = self.group_dir(cell.group), {}
     for rounds in range(len(findings.convergence_tests(validity)) + 1):
       teacher_dir = os.path.join(grid.round_dir(where, rounds), 'teacher')
@@ -250,10 +250,12 @@ class Study:
     labels = trainer.read_json(os.path.join(labels_dir, schema.SUMMARY))
     if stage == 'student' and labels:
       check = trainer.read_json(os.path.join(labels_dir, pipeline.QUALITY)) or {}
+      exports = trainer.read_json(os.path.join(base, 'export', pipeline.EXPORT_SECONDS)) or {}
       out[os.path.relpath(labels_dir, self.study_dir)] = {
-          'seconds': round(labels['seconds'] + check.get('seconds', 0.0), 1),
-          'untimed_evals': int('seconds' not in check), 'slow_intervals': 0,
-          'slow_excess_seconds': 0.0}
+          'seconds': round(sum(exports.values()) + labels['seconds'] +
+                           check.get('seconds', 0.0), 1),
+          'untimed_evals': int('seconds' not in check), 'untimed_exports': int(not exports),
+          'slow_intervals': 0, 'slow_excess_seconds': 0.0}
     stage_dir = os.path.join(base, subdir, stage)
     summary = trainer.read_json(os.path.join(stage_dir, pipeline.RESULT))
     if summary:
