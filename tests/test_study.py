@@ -136,7 +136,7 @@ def test_a_stage_time_counts_every_session_and_says_what_it_cannot_vouch_for():
       dict(_record('table2.imagenet.s1', 0.2), seconds=33.0, side_by_side=2)]
   assert report.cell_seconds(records[0]) == '140'
   assert report.cell_seconds(records[1]) == (
-      "170 (1 slow intervals, 20 s over their stage's median rate)")
+      "170 (1 slow interval, 20 s over their stage's median rate)")
   assert report.cell_seconds(records[3]) == '33 (wall, last session only; 2 side by side)'
   line = report.compute_line(records)
   assert line.startswith('Compute: 310 s on this machine for the 4 stages the runs needed')

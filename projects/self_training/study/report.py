@@ -197,10 +197,11 @@ def _caveats(times: List[Dict[str, Any]]) -> str:
   exports = sum(t.get('untimed_exports', 0) for t in times)
   slow = sum(t.get('slow_intervals', 0) for t in times)
   excess = sum(t.get('slow_excess_seconds', 0.0) for t in times)
-  return '; '.join(([f'{untimed} evals untimed'] if untimed else []) + (
-      [f'{exports} teachers\' exports untimed'] if exports else []) + (
-      [f'{slow} slow intervals, {excess:.0f} s over their stage\'s median rate'] if slow
-      else []))
+  plural = lambda n, word: f'{n} {word}' + ('s' if n != 1 else '')
+  return '; '.join(([f'{plural(untimed, "eval")} untimed'] if untimed else []) + (
+      [f'the exports of {plural(exports, "teacher")} untimed'] if exports else []) + (
+      [f'{plural(slow, "slow interval")}, {excess:.0f} s over their stage\'s median rate']
+      if slow else []))
 
 
 def cell_seconds(r: Dict[str, Any]) -> str:
