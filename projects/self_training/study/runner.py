@@ -247,8 +247,8 @@ class Study:
     base = grid.round_dir(where, (validity or {}).get('teacher_round', 0))
     stage, subdir = self.stage_of(cell)
     labels_dir = os.path.join(base, 'pseudo')
-    labels = trainer.read_json(os.path.join(labels_dir, schema.SUMMARY))
-    if stage == 'student' and labels:
+    labels = stage == 'student' and trainer.read_json(os.path.join(labels_dir, schema.SUMMARY))
+    if labels:
       check = trainer.read_json(os.path.join(labels_dir, pipeline.QUALITY)) or {}
       exports = trainer.read_json(os.path.join(base, 'export', pipeline.EXPORT_SECONDS)) or {}
       out[os.path.relpath(labels_dir, self.study_dir)] = {
