@@ -214,7 +214,8 @@ def cell_seconds(r: Dict[str, Any]) -> str:
     return f'{r["seconds"]:.0f} (wall, last session only' + ''.join(
         f'; {n}' for n in notes) + ')'
   times = list(r['stage_times'].values())
-  notes += [_caveats(times)] if _caveats(times) else []
+  caveats = _caveats(times)
+  notes += [caveats] if caveats else []
   return f'{sum(t["seconds"] for t in times):.0f}' + (f' ({"; ".join(notes)})'
                                                       if notes else '')
 
