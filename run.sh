@@ -36,6 +36,8 @@ Usage: ./run.sh [SUBCOMMAND] [ARGS...]
   bench_parallel  teachers side by side (study --jobs) vs one teacher on every core
   bench_plateau   replays plateau rules on whole-schedule held-out histories: where each stops
   bench_stages    s a step of the study's control and student at an augmentation (its time estimate)
+  bench_speed   train step of teacher, student, segmenter before/after each speed lever;
+                with --runs_dir, a finished main job's stage times
   study         pre-training vs self-training: the paper's Tables 2,3,4,7,10 and App. B at small scale
   compare       metrics JSON of runs side by side, with the paper's and Model Garden's numbers
   report        pseudo-label quality report (PSEUDO_DIR [--reference RECORDS]): figures, warnings
@@ -95,6 +97,7 @@ case "$cmd" in
   bench_parallel) exec "$PY" bench/parallel_runs.py "$@" ;;
   bench_plateau) exec "$PY" bench/plateau_rule.py "$@" ;;
   bench_stages) exec "$PY" bench/stage_rates.py "$@" ;;
+  bench_speed) exec "$PY" bench/speed.py "$@" ;;
   study)    exec "$PY" -m projects.self_training.study.study "$@" ;;
   compare)  exec "$PY" -m projects.self_training.study.compare "$@" ;;
   report)   exec "$PY" -m projects.self_training.pseudo_label.report "$@" ;;

@@ -20,9 +20,10 @@ import sys
 from absl import app
 from absl import flags
 
-# The timed loop and its flags (--train_steps, --windows, --data_dir, --out) are
-# teacher_throughput's.
+# The flags (--train_steps, --windows, --data_dir, --out) are teacher_throughput's; the
+# timed loop is timing's, which teacher_throughput also runs.
 import teacher_throughput
+import timing
 
 from projects.self_training.common import cli  # pylint: disable=g-bad-import-order
 
@@ -41,8 +42,8 @@ def child():
   from projects.self_training.data import emoji_scenes  # pylint: disable=g-import-not-at-top
   data_dir = FLAGS.data_dir or emoji_scenes.ensure_dataset()
   params = teacher_throughput._params(data_dir, FLAGS.augment)  # pylint: disable=protected-access
-  rate = teacher_throughput.train_images_per_second({'teacher': params}, FLAGS.train_steps,
-                                                    FLAGS.windows)['teacher']
+  rate = timing.train_images_per_second({'teacher': params}, FLAGS.train_steps,
+                                        FLAGS.windows)['teacher']
   print(RESULT + json.dumps({'images_per_second': rate}), flush=True)
 
 

@@ -22,7 +22,7 @@ def test_help_lists_the_subcommands():
   assert proc.returncode == 0
   for sub in ('custom', 'test', 'export', 'pseudo_label', 'segmentation', 'export_segmentation',
               'bench_margin', 'bench_overhead', 'bench_seg_scales', 'bench_seg_margin', 'bench_parallel',
-              'bench_plateau', 'bench_stages',
+              'bench_plateau', 'bench_stages', 'bench_speed',
               'pretrain', 'convert_checkpoint'):
     assert f'\n  {sub} ' in proc.stdout
 

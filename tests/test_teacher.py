@@ -159,3 +159,28 @@ def test_the_same_seed_trains_the_same_teacher(tiny_data, tmp_path):
   assert weights[0].keys() == weights[1].keys() and len(weights[0]) > 10
   for k, v in weights[0].items():
     np.testing.assert_array_equal(v, weights[1][k], err_msg=k)
+
+
+def test_stage_times_account_for_the_whole_wall_time():
+  # Each trained model's training, held-out evals and val eval; export; labeling; the rest
+  # is "other", so the shares add up to the wall time, and a stage that did not run is no
+  # row at all.
+  trained = lambda train, evals, val: {'train_seconds': train, 'val_eval_seconds': val,
+                                       'history': [{'eval_seconds': e} for e in evals]}
+  results = {'teacher': trained(600.0, [10.0, 20.0], 5.0), 'export_seconds': 15.0,
+             'pseudo': {'seconds': 50.0}, 'pseudo_quality': {'seconds': 10.0},
+             'student': trained(200.0, [5.0], 5.0), 'wall_seconds': 1000.0}
+  rows = {r['stage']: r for r in pipeline.stage_times(results)}
+  assert rows['teacher: held-out evals']['seconds'] == 30.0
+  assert rows['student: training']['share'] == pytest.approx(0.2)
+  assert rows['other (data, start-up, model building)']['seconds'] == pytest.approx(80.0)
+  assert not any(stage.startswith('supervised control') for stage in rows)
+  assert sum(r['share'] for r in rows.values()) == pytest.approx(1.0)
+  table = pipeline.stage_table(list(rows.values()))
+  assert table[-1] == '| all | 1000 | |'
+
+
+def test_results_name_the_cpu_they_ran_on():
+  from projects.self_training.common import machine  # pylint: disable=g-import-not-at-top
+  name = machine.cpu_model()
+  assert name.endswith(f', {os.cpu_count()} cores') and len(name) > len(', 2 cores')

@@ -506,6 +506,9 @@ def run(s: Settings, stages: Sequence[str] = STAGES,
   if 'control' in stages:  # reads the teacher alone
     out['control'] = finetune(s, 'control', s.teacher_experiment, init, progress=progress)
   saved_model = export_and_label(s, stages, out, export, pseudo_label, progress)
+  if 'export' in stages:
+    out['export_seconds'] = sum(
+        (trainer.read_json(os.path.join(s.dir('export'), EXPORT_SECONDS)) or {}).values())
   if saved_model is None:
     return out
   out['pseudo_quality'] = q = pseudo_quality(s, saved_model)
@@ -586,3 +589,46 @@ def table(results: Dict[str, Any], split: str = 'val') -> List[str]:
       rows.append(f'| {name} | {100 * m["AP"]:.1f} | {100 * m["AP50"]:.1f} | '
                   f'{100 * m["AP75"]:.1f} |')
   return rows
+
+
+TRAINED = {'teacher': 'teacher', 'control': 'supervised control', 'student': 'student'}
+
+
+def stage_times(results: Dict[str, Any]) -> List[Dict[str, Any]]:
+  """Seconds of each part of a finished run, from its summaries (`results.json`): each
+  trained model's training, its held-out evals and its `val` eval; the export; the pseudo
+  labels and their check on `holdout`; and the rest of the wall time (data, start-up,
+  building models, loading checkpoints), each with its share of the wall time. A stage
+  skipped as complete counts the seconds it took when it ran."""
+  rows = []
+  for key, name in TRAINED.items():
+    if key in results:
+      r = results[key]
+      rows.append({'stage': f'{name}: training', 'seconds': r['train_seconds']})
+      rows.append({'stage': f'{name}: held-out evals',
+                   'seconds': sum(h.get('eval_seconds', 0.0) for h in r['history'])})
+      rows.append({'stage': f'{name}: val eval', 'seconds': r.get('val_eval_seconds', 0.0)})
+  if 'export_seconds' in results:
+    rows.append({'stage': 'export (SavedModels)', 'seconds': results['export_seconds']})
+  if 'pseudo' in results:
+    rows.append({'stage': 'pseudo labels', 'seconds': results['pseudo'].get('seconds', 0.0)})
+  if 'pseudo_quality' in results:
+    rows.append({'stage': 'pseudo labels checked on holdout',
+                 'seconds': results['pseudo_quality'].get('seconds', 0.0)})
+  wall = results.get('wall_seconds')
+  if wall is not None:
+    rows.append({'stage': 'other (data, start-up, model building)',
+                 'seconds': max(0.0, wall - sum(r['seconds'] for r in rows))})
+    for r in rows:
+      r['share'] = r['seconds'] / wall if wall else 0.0
+  return rows
+
+
+def stage_table(rows: Sequence[Dict[str, Any]]) -> List[str]:
+  """Markdown: `stage_times`' rows, seconds and share of the wall time, and their sum."""
+  lines = ['| stage | seconds | share of the wall time |', '|---|---|---|']
+  for r in rows:
+    share = f'{100 * r["share"]:.0f}%' if 'share' in r else ''
+    lines.append(f'| {r["stage"]} | {r["seconds"]:.0f} | {share} |')
+  lines.append(f'| all | {sum(r["seconds"] for r in rows):.0f} | |')
+  return lines

@@ -136,6 +136,8 @@ def report(results, start: float) -> None:
     curves = plots.learning_curves(results, os.path.join(FLAGS.runs_dir, 'curves.png'))
     print(f'Learning curves: {curves}')
   job_cli.write_results(results, start)
+  print('\nWhere the time went:')
+  print('\n'.join(pipeline.stage_table(pipeline.stage_times(results))))
 
 
 if __name__ == '__main__':

@@ -9,6 +9,7 @@ from absl import flags
 
 from projects.self_training.common import cli
 from projects.self_training.common import file_io
+from projects.self_training.common import machine
 from projects.self_training.common import trainer
 
 FLAGS = flags.FLAGS
@@ -89,8 +90,9 @@ def print_training(results: Dict[str, Any], keys: Sequence[str], metric: str, na
 
 
 def write_results(results: Dict[str, Any], start: float) -> None:
-  """Adds the wall time, writes `--runs_dir/results.json` and says where."""
+  """Adds the wall time and the CPU it ran on, writes `--runs_dir/results.json` and says where."""
   results['wall_seconds'] = time.time() - start
+  results['cpu'] = machine.cpu_model()
   path = os.path.join(FLAGS.runs_dir, RESULTS)
   file_io.write_json(path, results)
   print(f'\nMetrics: {path}; wall time {results["wall_seconds"]:.0f} s.')
