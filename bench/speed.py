@@ -34,7 +34,6 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -145,8 +144,7 @@ def print_steps(rows) -> None:
 
 
 def main(_):
-  logging.set_verbosity(logging.WARNING)
-  tf.get_logger().setLevel('ERROR')
+  trainer.quiet_logs()
   unknown = [m for m in FLAGS.models if m not in LEVERS]
   if unknown:
     raise app.UsageError(f'--models: unknown {unknown[0]!r}; one of {", ".join(LEVERS)}')

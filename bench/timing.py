@@ -1,5 +1,7 @@
 """Timing helpers the benchmarks share: no flags, so that each benchmark defines its own."""
 
+import contextlib
+import io
 import os
 import statistics
 import sys
@@ -20,24 +22,25 @@ def train_images_per_second(variants, steps, windows):
 
   `variants` maps a name to its params; their windows alternate (one window of each in
   turn), so load from other jobs on a shared machine falls on all of them alike. Returns
-  the median img/s per name.
+  the median img/s per name. Orbit's progress lines (it prints them) are not shown.
   """
-  never = steps * 10**7  # Orbit wants both intervals to be multiples of steps_per_loop
-  strategy = tf.distribute.get_strategy()
-  runners = {}
-  for name, params in variants.items():
-    params = params.replace(trainer={'checkpoint_interval': never, 'summary_interval': never,
-                                     'steps_per_loop': steps})
-    runner = train_lib.OrbitExperimentRunner(
-        strategy, task_factory.get_task(params.task), 'train', params,
-        tempfile.mkdtemp(prefix='bench_teacher_'))
-    runner.controller.train(steps=steps, checkpoint_at_completion=False)  # warm-up: tracing
-    runners[name] = (runner, params.task.train_data.global_batch_size)
-  rates = {name: [] for name in runners}
-  for _ in range(windows):
-    for name, (runner, batch) in runners.items():
-      start = time.perf_counter()
-      runner.controller.train(steps=int(runner.trainer.global_step.numpy()) + steps,
-                              checkpoint_at_completion=False)
-      rates[name].append(steps * batch / (time.perf_counter() - start))
-  return {name: statistics.median(r) for name, r in rates.items()}
+  with contextlib.redirect_stdout(io.StringIO()):
+    never = steps * 10**7  # Orbit wants both intervals to be multiples of steps_per_loop
+    strategy = tf.distribute.get_strategy()
+    runners = {}
+    for name, params in variants.items():
+      params = params.replace(trainer={'checkpoint_interval': never, 'summary_interval': never,
+                                       'steps_per_loop': steps})
+      runner = train_lib.OrbitExperimentRunner(
+          strategy, task_factory.get_task(params.task), 'train', params,
+          tempfile.mkdtemp(prefix='bench_teacher_'))
+      runner.controller.train(steps=steps, checkpoint_at_completion=False)  # warm-up: tracing
+      runners[name] = (runner, params.task.train_data.global_batch_size)
+    rates = {name: [] for name in runners}
+    for _ in range(windows):
+      for name, (runner, batch) in runners.items():
+        start = time.perf_counter()
+        runner.controller.train(steps=int(runner.trainer.global_step.numpy()) + steps,
+                                checkpoint_at_completion=False)
+        rates[name].append(steps * batch / (time.perf_counter() - start))
+    return {name: statistics.median(r) for name, r in rates.items()}

@@ -142,9 +142,14 @@ EMBEDDED_BATCH_SIZE = 16
 def emoji_retinanet() -> cfg.ExperimentConfig:
   """A small RetinaNet for the embedded emoji scenes (COCO's role), trained from scratch.
 
-  MobileNetV3-Small backbone, FPN on levels 3-5 and a 2-conv head at 64 filters; 9 anchors
-  per location as in the paper, with `anchor_size` 2 so that 12-48 px objects at 96 px
-  input have anchors to match. MobileNetV3-Small for its faster step than MobileNetV2; a
+  MobileNetV3-Small backbone, FPN on levels 3-4 and a 2-conv head at 64 filters; 6 anchors
+  per location (2 scales x 3 aspect ratios), with `anchor_size` 2: 16 and 23 px anchors at
+  level 3, 32 and 45 px at level 4, for the 12-48 px objects at 96 px input. The paper's
+  levels 3-7 and 9 anchors are the full-scale recipes'; here level 5's 64-101 px anchors
+  matched almost no object and 9 anchors cost a step 1.35x as long as this head's, whose
+  teacher learned faster on `holdout` (`./run.sh bench_speed`; docs/benchmarks.md). One
+  scale (3 anchors) stepped faster still but learned far slower, as aspect ratio 1 alone
+  had. MobileNetV3-Small for its faster step than MobileNetV2; a
   full-conv head, since a separable one stepped faster but learned far slower; `batched` NMS
   for eval, since Model Garden's default `v2` is far slower on CPU. The measurements:
   docs/detection_experiments.md, 'the embedded model (backbone, head, NMS)'.
@@ -168,8 +173,8 @@ def emoji_retinanet() -> cfg.ExperimentConfig:
               num_classes=COCO_NUM_CLASSES,
               input_size=[size, size, 3],
               min_level=3,
-              max_level=5,
-              anchor=rn_cfg.Anchor(num_scales=3, aspect_ratios=[0.5, 1.0, 2.0], anchor_size=2.0),
+              max_level=4,
+              anchor=rn_cfg.Anchor(num_scales=2, aspect_ratios=[0.5, 1.0, 2.0], anchor_size=2.0),
               backbone=backbones.Backbone(
                   type='mobilenet',
                   mobilenet=backbones.MobileNet(model_id='MobileNetV3Small')),
