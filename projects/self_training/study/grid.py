@@ -78,13 +78,13 @@ SIZES = {
     # The main job's recipe: teachers to their held-out plateau, 800-step students.
     'full': Size(None, 800, None, longer_factor=findings.LONGER_FACTOR),
     # The main job's regime (the default): teachers to their held-out plateau within 1.5x
-    # the registered budget scaled by augmentation and labeled fraction (12000 steps at
+    # the registered budget scaled by augmentation and labeled fraction (9000 steps at
     # Augment-S1, 8/3 of it at S4, as much as S1 at S4 on 20%), control and student by the
-    # main job's protocol (half the teacher's budget). At the registered 8000 steps one
-    # Augment-S1 Rand Init teacher in 3 was cut off at its best, and trained 12000 steps it
-    # gained 4.6 held-out AP (docs/study.md). The plateau must last a quarter of the
-    # schedule, so teachers train nearly all of it, and one still at its best at the end
-    # takes the convergence test.
+    # main job's protocol (half the teacher's budget). At the then registered 8000 steps
+    # (the previous head) one Augment-S1 Rand Init teacher in 3 was cut off at its best, and
+    # trained 12000 steps it gained 4.6 held-out AP (docs/study.md). The plateau must last a
+    # quarter of the schedule, so teachers train nearly all of it, and one still at its best
+    # at the end takes the convergence test.
     'main': Size(None, None, None, scale_by_augmentation=True,
                  longer_factor=findings.LONGER_FACTOR, teacher_budget=1.5),
 }
