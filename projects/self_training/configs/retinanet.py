@@ -146,10 +146,11 @@ def emoji_retinanet() -> cfg.ExperimentConfig:
   per location (2 scales x 3 aspect ratios), with `anchor_size` 2: 16 and 23 px anchors at
   level 3, 32 and 45 px at level 4, for the 12-48 px objects at 96 px input. The paper's
   levels 3-7 and 9 anchors are the full-scale recipes'; here level 5's 64-101 px anchors
-  matched almost no object and 9 anchors cost a step 1.35x as long as this head's, whose
-  teacher learned faster on `holdout` (`./run.sh bench_speed`; docs/benchmarks.md). One
-  scale (3 anchors) stepped faster still but learned far slower, as aspect ratio 1 alone
-  had. MobileNetV3-Small for its faster step than MobileNetV2; a
+  fit almost no object, the previous head (levels 3-5, 9 anchors) stepped 1.16x slower
+  than this one (1.35x in another run: the machine is noisy), and this head's teachers
+  learned faster on `holdout` (`./run.sh bench_speed`; docs/benchmarks.md). One scale (3
+  anchors) stepped faster still but gave 40% of the objects no anchor at IoU 0.5 and
+  learned far slower, as aspect ratio 1 alone had. MobileNetV3-Small for its faster step than MobileNetV2; a
   full-conv head, since a separable one stepped faster but learned far slower; `batched` NMS
   for eval, since Model Garden's default `v2` is far slower on CPU. The measurements:
   docs/detection_experiments.md, 'the embedded model (backbone, head, NMS)'.
