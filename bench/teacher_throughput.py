@@ -80,8 +80,8 @@ def main(_):
         f'batch {base.task.train_data.global_batch_size}')
   # The default fused focal loss against Model Garden's own (tasks/detection.py).
   unfused = base.replace(task={'losses': {'fused_focal_loss': False}})
-  train = timing.train_images_per_second({'fused': base, 'official': unfused}, FLAGS.train_steps,
-                                  FLAGS.windows)
+  train = timing.train_images_per_second({'fused': base, 'official': unfused},
+                                         FLAGS.train_steps, FLAGS.windows)
   train_ips = train['fused']
   rows = []
   for policy in POLICIES:

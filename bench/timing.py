@@ -2,19 +2,13 @@
 
 import contextlib
 import io
-import os
 import statistics
-import sys
 import tempfile
 import time
 
-import tensorflow as tf
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from official.core import task_factory  # pylint: disable=g-import-not-at-top
+from official.core import task_factory
 from official.core import train_lib
+import tensorflow as tf
 
 
 def train_images_per_second(variants, steps, windows):

@@ -150,9 +150,9 @@ def emoji_retinanet() -> cfg.ExperimentConfig:
   than this one (1.35x in another run: the machine is noisy), and this head's teachers
   learned faster on `holdout` (`./run.sh bench_speed`; docs/benchmarks.md). One scale (3
   anchors) stepped faster still but gave 40% of the objects no anchor at IoU 0.5 and
-  learned far slower, as aspect ratio 1 alone had. MobileNetV3-Small for its faster step than MobileNetV2; a
-  full-conv head, since a separable one stepped faster but learned far slower; `batched` NMS
-  for eval, since Model Garden's default `v2` is far slower on CPU. The measurements:
+  learned far slower, as aspect ratio 1 alone had. MobileNetV3-Small for its faster step
+  than MobileNetV2; a full-conv head, since a separable one stepped faster but learned far
+  slower; `batched` NMS for eval, since Model Garden's default `v2` is far slower on CPU. The measurements:
   docs/detection_experiments.md, 'the embedded model (backbone, head, NMS)'.
 
   6000 steps: with this head, 6000-step teachers reached 39.3 and 39.7 held-out AP (seeds
