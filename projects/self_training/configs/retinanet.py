@@ -152,8 +152,9 @@ def emoji_retinanet() -> cfg.ExperimentConfig:
   anchors) stepped faster still but gave 40% of the objects no anchor at IoU 0.5 and
   learned far slower, as aspect ratio 1 alone had. MobileNetV3-Small for its faster step
   than MobileNetV2; a full-conv head, since a separable one stepped faster but learned far
-  slower; `batched` NMS for eval, since Model Garden's default `v2` is far slower on CPU. The measurements:
-  docs/detection_experiments.md, 'the embedded model (backbone, head, NMS)'.
+  slower; `batched` NMS for eval, since Model Garden's default `v2` is far slower on CPU.
+  The measurements: docs/detection_experiments.md, 'the embedded model (backbone, head,
+  NMS)'.
 
   6000 steps: with this head, 6000-step teachers reached 39.3 and 39.7 held-out AP (seeds
   0, 1), above the 38.8 and 38.8 of the previous head's 8000-step teachers, and flat over
