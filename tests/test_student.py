@@ -213,6 +213,10 @@ def test_whole_pipeline_end_to_end_at_tiny_size(tiny_data, tmp_path):
   assert 'pseudo: on holdout at 0.0: precision' in proc.stdout
   assert [r['threshold'] for r in results['pseudo_quality']['rows']][0] == 0.0
   assert results['student']['steps'] == results['control']['steps'] == 6
+  # By default the control trained in a process of its own, beside the student, its lines
+  # prefixed; its record is the one the stage writes in place.
+  assert results['control']['beside'] and '[control] control: emoji_retinanet' in proc.stdout
+  assert json.loads((runs / 'control' / 'result.json').read_text())['steps'] == 6
   # The student's own flags reach the student only (the control's config has no alpha).
   assert results['student']['settings']['pseudo_override'] == (
       'task.loss_normalization.alpha=0.25,task.pseudo_background_weight=0.5')
@@ -424,3 +428,18 @@ def test_paper_labels_refuses_the_flags_it_sets(tiny_data):
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert proc.stderr.strip().splitlines()[-1] == (
       'error: --paper_labels sets --tta_flip, --ignore_threshold itself: drop them or it')
+
+
+def test_a_stage_that_fails_in_its_own_process_is_a_one_line_error(tmp_path):
+  # The control beside the rest of the job: its lines come back prefixed, and its failure
+  # is the parent's one-line error, never a missing record read as a result.
+  from projects.self_training.pipelines import beside  # pylint: disable=g-import-not-at-top
+  s = pipeline.Settings(data_dir=str(tmp_path), runs_dir=str(tmp_path / 'runs'),
+                        teacher_experiment='no_such_experiment')
+  lines = []
+  job = beside.start(s, 'control', s.teacher_experiment, None,
+                     os.path.join(s.dir('control'), pipeline.RESULT), progress=lines.append)
+  with pytest.raises(trainer.ConfigError, match=r'^control \(in its own process\) failed with '
+                     r'exit status 2: its lines above, prefixed \[control\]$'):
+    job.result()
+  assert lines[-1].startswith('[control] error: ') and 'no_such_experiment' in lines[-1], lines

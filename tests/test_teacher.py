@@ -180,6 +180,20 @@ def test_stage_times_account_for_the_whole_wall_time():
   assert table[-1] == '| all | 1000 | |'
 
 
+def test_a_control_beside_the_rest_is_left_out_of_the_wall_times_sum():
+  # Trained in its own process while the export, labels and student ran: its seconds
+  # overlap theirs, so they are shown, marked, and not part of what makes up the wall time.
+  trained = lambda train, **kw: dict({'train_seconds': train, 'val_eval_seconds': 1.0,
+                                      'history': [{'eval_seconds': 2.0}]}, **kw)
+  results = {'teacher': trained(500.0), 'control': trained(300.0, beside=True),
+             'student': trained(400.0), 'wall_seconds': 1000.0}
+  rows = {r['stage']: r for r in pipeline.stage_times(results)}
+  beside = 'supervised control (own process, beside the rest): training'
+  assert rows[beside]['seconds'] == 300.0 and rows[beside]['beside']
+  assert rows['other (data, start-up, model building)']['seconds'] == pytest.approx(94.0)
+  assert pipeline.stage_table(list(rows.values()))[-1] == '| all but the stages beside | 1000 | |'
+
+
 def test_results_name_the_cpu_they_ran_on():
   from projects.self_training.common import machine  # pylint: disable=g-import-not-at-top
   name = machine.cpu_model()

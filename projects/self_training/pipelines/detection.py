@@ -24,6 +24,7 @@ from official.core import exp_factory
 
 from projects.self_training.common import trainer
 from projects.self_training.data import emoji_scenes
+from projects.self_training.pipelines import beside
 from projects.self_training.pseudo_label import schema
 
 STAGES = ('teacher', 'export', 'pseudo', 'control', 'student')
@@ -107,6 +108,9 @@ class Settings:
   seed: int = 0
   force: Sequence[str] = ()
   finetune_subdir: str = ''   # e.g. 'seed1': control and student of one seed, side by side
+  # The control in a process of its own, on half the cores, beside the export, the pseudo
+  # labels and the student (`run`); False: one stage after another, each on every core.
+  parallel_control: bool = False
   train_input: str = ''       # the labeled TFRecords (default: data_dir's `train`)
 
   depends_on: ClassVar[Dict[str, Sequence[str]]] = DEPENDS_ON
@@ -497,20 +501,49 @@ def export_and_label(s: Settings, stages: Sequence[str], out: Dict[str, Any],
 def run(s: Settings, stages: Sequence[str] = STAGES,
         progress: Callable[[str], None] = print) -> Dict[str, Any]:
   """Runs `stages` and what they read, in order (each skipped when complete); returns every
-  stage's summary."""
+  stage's summary. With `s.parallel_control` the control trains in a process of its own
+  beside the export, the pseudo labels and the student (`beside`), when both have work to do."""
   check_stages(s, stages)
   stages = with_prerequisites(s, stages)
   out: Dict[str, Any] = {}
   out['teacher'] = teacher(s, progress)
   init = out['teacher']['checkpoint']
+  control = None
   if 'control' in stages:  # reads the teacher alone
-    out['control'] = finetune(s, 'control', s.teacher_experiment, init, progress=progress)
+    if (s.parallel_control and 'student' in stages and _pending(s, 'control')
+        and _pending(s, 'student')):
+      control = beside.start(s, 'control', s.teacher_experiment, init,
+                             os.path.join(s.dir('control'), RESULT), progress=progress)
+      progress('control: in a process of its own on half the cores, beside the export, the '
+               'pseudo labels and the student (lines prefixed [control])')
+    else:
+      out['control'] = finetune(s, 'control', s.teacher_experiment, init, progress=progress)
+  try:
+    _label_and_student(s, stages, out, init, progress)
+  except BaseException:
+    if control is not None:
+      control.stop()
+    raise
+  if control is not None:
+    out['control'] = control.result()
+  return out
+
+
+def _pending(s: Settings, stage: str) -> bool:
+  """True when a fine-tuning stage will train (forced, or without its result yet)."""
+  return _forced(s, stage) or trainer.read_json(os.path.join(s.dir(stage), RESULT)) is None
+
+
+def _label_and_student(s: Settings, stages: Sequence[str], out: Dict[str, Any],
+                       init: str, progress: Callable[[str], None]) -> None:
+  """The export, the pseudo labels, their check on `holdout` and the student, as far as
+  `stages` ask; their summaries into `out`."""
   saved_model = export_and_label(s, stages, out, export, pseudo_label, progress)
   if 'export' in stages:
     out['export_seconds'] = sum(
         (trainer.read_json(os.path.join(s.dir('export'), EXPORT_SECONDS)) or {}).values())
   if saved_model is None:
-    return out
+    return
   out['pseudo_quality'] = q = pseudo_quality(s, saved_model)
   r = q['at_threshold']
   precision = 'n/a' if r['precision'] is None else f'{100 * r["precision"]:.0f}%'
@@ -519,7 +552,6 @@ def run(s: Settings, stages: Sequence[str] = STAGES,
            f'({r["human_boxes_per_image"]:.2f} human)')
   if 'student' in stages:
     out['student'] = student(s, init, progress)
-  return out
 
 
 def round_settings(s: Settings, k: int) -> Settings:
@@ -599,15 +631,20 @@ def stage_times(results: Dict[str, Any]) -> List[Dict[str, Any]]:
   trained model's training, its held-out evals and its `val` eval; the export; the pseudo
   labels and their check on `holdout`; and the rest of the wall time (data, start-up,
   building models, loading checkpoints), each with its share of the wall time. A stage
-  skipped as complete counts the seconds it took when it ran."""
+  skipped as complete counts the seconds it took when it ran. A control trained in its own
+  process (`beside`) overlapped the rest: its rows are marked `beside` and left out of the
+  sum that makes up the wall time."""
   rows = []
   for key, name in TRAINED.items():
     if key in results:
       r = results[key]
-      rows.append({'stage': f'{name}: training', 'seconds': r['train_seconds']})
+      where = {'beside': True} if r.get('beside') else {}
+      name += ' (own process, beside the rest)' if where else ''
+      rows.append({'stage': f'{name}: training', 'seconds': r['train_seconds'], **where})
       rows.append({'stage': f'{name}: held-out evals',
-                   'seconds': sum(h.get('eval_seconds', 0.0) for h in r['history'])})
-      rows.append({'stage': f'{name}: val eval', 'seconds': r.get('val_eval_seconds', 0.0)})
+                   'seconds': sum(h.get('eval_seconds', 0.0) for h in r['history']), **where})
+      rows.append({'stage': f'{name}: val eval', 'seconds': r.get('val_eval_seconds', 0.0),
+                   **where})
   if 'export_seconds' in results:
     rows.append({'stage': 'export (SavedModels)', 'seconds': results['export_seconds']})
   if 'pseudo' in results:
@@ -618,7 +655,7 @@ def stage_times(results: Dict[str, Any]) -> List[Dict[str, Any]]:
   wall = results.get('wall_seconds')
   if wall is not None:
     rows.append({'stage': 'other (data, start-up, model building)',
-                 'seconds': max(0.0, wall - sum(r['seconds'] for r in rows))})
+                 'seconds': max(0.0, wall - _in_line(rows))})
     for r in rows:
       r['share'] = r['seconds'] / wall if wall else 0.0
   return rows
@@ -630,5 +667,11 @@ def stage_table(rows: Sequence[Dict[str, Any]]) -> List[str]:
   for r in rows:
     share = f'{100 * r["share"]:.0f}%' if 'share' in r else ''
     lines.append(f'| {r["stage"]} | {r["seconds"]:.0f} | {share} |')
-  lines.append(f'| all | {sum(r["seconds"] for r in rows):.0f} | |')
+  label = 'all but the stages beside' if any(r.get('beside') for r in rows) else 'all'
+  lines.append(f'| {label} | {_in_line(rows):.0f} | |')
   return lines
+
+
+def _in_line(rows: Sequence[Dict[str, Any]]) -> float:
+  """Seconds of the rows that ran one after another (not beside the rest): the wall time's."""
+  return sum(r['seconds'] for r in rows if not r.get('beside'))

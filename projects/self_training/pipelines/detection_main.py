@@ -59,6 +59,10 @@ flags.DEFINE_string('pseudo_input', '', 'The student\'s pseudo half from these T
                     '--seed 7 --splits train --num_train 5000`) gives the ceiling of '
                     'self-training: perfect pseudo labels.')
 flags.DEFINE_bool('label_iconic', False, 'Also pseudo-label the `iconic` pool.')
+flags.DEFINE_bool('parallel_control', True, 'Train the supervised control in a process of '
+                  'its own on half the cores, beside the export, the pseudo labels and the '
+                  'student (on 2 cores the job ends sooner; the control\'s thread count, and '
+                  'with it its rounding, differs); --noparallel_control: one after another.')
 flags.DEFINE_integer('rounds', 1, 'Rounds of self-training: the student of round k labels the '
                      'pool for round k + 1 (written under --runs_dir/round_k/).')
 
@@ -95,7 +99,7 @@ def settings(data_dir: str) -> pipeline.Settings:
       student_learning_rate=FLAGS.student_learning_rate,
       threshold=FLAGS.threshold, ignore_threshold=ignore,
       pseudo_splits=splits, tta_sizes=tta_sizes, tta_flip=tta_flip,
-      pseudo_input=FLAGS.pseudo_input,
+      pseudo_input=FLAGS.pseudo_input, parallel_control=FLAGS.parallel_control,
       seed=FLAGS.seed, force=FLAGS.force)
 
 
