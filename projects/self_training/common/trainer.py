@@ -411,7 +411,11 @@ def evaluate_checkpoint(params, checkpoint: str, input_path: str,
   model = restore_model(task, checkpoint)
   metrics = task.build_metrics(training=False)
   dataset = task.build_inputs(params.task.validation_data)
-  step_fn = tf.function(lambda inputs: task.validation_step(inputs, model, metrics=metrics))
+  # One trace for every batch, the last (smaller) one too: the batch dimension left open.
+  any_batch = tf.nest.map_structure(
+      lambda spec: tf.TensorSpec([None] + spec.shape[1:], spec.dtype), dataset.element_spec)
+  step_fn = tf.function(lambda inputs: task.validation_step(inputs, model, metrics=metrics),
+                        input_signature=[any_batch])
   state = None
   for inputs in dataset:
     logs = step_fn(inputs)
