@@ -150,9 +150,13 @@ def test_custom_data_end_to_end(user_data, tmp_path):
                       f'--train_images={user_data["images"]}',
                       f'--unlabeled_images={user_data["pool"]}', f'--runs_dir={runs}',
                       f'--params_override={tiny}', f'--student_override={TINY}',
-                      '--student_steps=6', '--threshold=0.0', '--paper_labels'])
+                      '--student_steps=6', '--threshold=0.0', '--paper_labels',
+                      '--noparallel_control'])
   assert proc.returncode == 0, proc.stderr[-3000:]
   expected = CATEGORIES
+  # The stages one after another (the main job's end-to-end test has the control beside).
+  assert '[control]' not in proc.stdout
+  assert 'beside' not in json.loads((runs / 'results.json').read_text())['control']
   for row in ('| teacher |', '| supervised control (same steps) |',
               '| student (self-training) |'):
     assert row in proc.stdout
