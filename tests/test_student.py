@@ -430,16 +430,20 @@ def test_paper_labels_refuses_the_flags_it_sets(tiny_data):
       'error: --paper_labels sets --tta_flip, --ignore_threshold itself: drop them or it')
 
 
-def test_a_stage_that_fails_in_its_own_process_is_a_one_line_error(tmp_path):
-  # The control beside the rest of the job: its lines come back prefixed, and its failure
-  # is the parent's one-line error, never a missing record read as a result.
+def test_a_stage_that_fails_in_its_own_process_is_a_one_line_error(tmp_path, capsys):
+  # The control beside the rest of the job: its lines come back prefixed, to standard
+  # output even while the parent's training loop has swapped it for a buffer, and its
+  # failure is the parent's one-line error, never a missing record read as a result.
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import io  # pylint: disable=g-import-not-at-top
   from projects.self_training.pipelines import beside  # pylint: disable=g-import-not-at-top
   s = pipeline.Settings(data_dir=str(tmp_path), runs_dir=str(tmp_path / 'runs'),
                         teacher_experiment='no_such_experiment')
-  lines = []
   job = beside.start(s, 'control', s.teacher_experiment, None,
-                     os.path.join(s.dir('control'), pipeline.RESULT), progress=lines.append)
-  with pytest.raises(trainer.ConfigError, match=r'^control \(in its own process\) failed with '
-                     r'exit status 2: its lines above, prefixed \[control\]$'):
-    job.result()
+                     os.path.join(s.dir('control'), pipeline.RESULT))
+  with contextlib.redirect_stdout(io.StringIO()):  # as trainer.train_to_plateau does
+    with pytest.raises(trainer.ConfigError, match=r'^control \(in its own process\) failed '
+                       r'with exit status 2: its lines above, prefixed \[control\]$'):
+      job.result()
+  lines = capsys.readouterr().out.splitlines()
   assert lines[-1].startswith('[control] error: ') and 'no_such_experiment' in lines[-1], lines

@@ -59,15 +59,22 @@ class Beside:
 
 def start(settings, stage: str, experiment: str, init_checkpoint: Optional[str],
           result_file: str, processes: int = 2,
-          progress: Callable[[str], None] = print) -> Beside:
+          progress: Optional[Callable[[str], None]] = None) -> Beside:
   """Starts `pipeline.finetune(settings, stage, experiment, init_checkpoint)` in a child
-  process on 1 / `processes` of the cores."""
+  process on 1 / `processes` of the cores. Its lines go to `progress`, by default to this
+  process's standard output as it is now: the training loop swaps `sys.stdout` for a
+  buffer while it trains (Orbit's own prints), and a plain `print` from the forwarding
+  thread would land there."""
+  if progress is None:
+    out = sys.stdout
+    progress = lambda line: print(line, file=out, flush=True)
   kind = type(settings)
   job = {'settings_class': f'{kind.__module__}:{kind.__qualname__}',
          'settings': dataclasses.asdict(settings), 'stage': stage, 'experiment': experiment,
          'init_checkpoint': init_checkpoint}
+  env = dict(cli.shared_cores_env(processes), PYTHONUNBUFFERED='1')
   proc = subprocess.Popen([sys.executable, '-m', __name__, json.dumps(job)],
-                          env=cli.shared_cores_env(processes), stdout=subprocess.PIPE,
+                          env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
   return Beside(proc, stage, result_file, progress)
 

@@ -513,7 +513,7 @@ def run(s: Settings, stages: Sequence[str] = STAGES,
     if (s.parallel_control and 'student' in stages and _pending(s, 'control')
         and _pending(s, 'student')):
       control = beside.start(s, 'control', s.teacher_experiment, init,
-                             os.path.join(s.dir('control'), RESULT), progress=progress)
+                             os.path.join(s.dir('control'), RESULT))
       progress('control: in a process of its own on half the cores, beside the export, the '
                'pseudo labels and the student (lines prefixed [control])')
     else:
