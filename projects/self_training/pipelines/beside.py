@@ -8,7 +8,7 @@ the parent's `Settings` as JSON and runs the same `finetune` the parent would ha
 its records are those of the stage run in place; only its thread count differs (the same
 seed on other thread counts draws other rounding, so other curves).
 
-  beside.start(settings, 'control', experiment, init_checkpoint, processes=2) -> Beside
+  beside.start(settings, 'control', experiment, init_checkpoint, result_file) -> Beside
   .result() waits and returns the stage's summary; .stop() ends the child early.
 """
 
