@@ -1,7 +1,7 @@
 """A fine-tuning stage in a process of its own, beside the rest of the job.
 
 The supervised control reads the teacher alone, so the main job need not wait for it: with
-`--jobs 2` it trains in a child process on its share of the cores while the parent exports
+`--parallel_control` it trains in a child process on its share of the cores while the parent exports
 the teacher, labels the pool and trains the student (on 2 cores, two TensorFlow processes
 side by side do more work than one on both cores: `./run.sh bench_parallel`). The child gets
 the parent's `Settings` as JSON and runs the same `finetune` the parent would have run, so
