@@ -3,8 +3,10 @@ stray arguments."""
 
 import contextlib
 import os
+import subprocess
 import sys
-from typing import Dict, Iterator, NoReturn, Sequence, Type
+import threading
+from typing import Dict, Iterator, NoReturn, Sequence, Tuple, Type
 
 from absl import app
 
@@ -16,6 +18,27 @@ def shared_cores_env(processes: int) -> Dict[str, str]:
   cores shared out between them (its `TF_NUM_INTRAOP_THREADS` and `TF_NUM_INTEROP_THREADS`)."""
   threads = str(max(1, (os.cpu_count() or 1) // max(1, processes)))
   return dict(os.environ, TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads)
+
+
+def start_prefixed(cmd: Sequence[str], prefix: str,
+                   env: Dict[str, str]) -> Tuple[subprocess.Popen, threading.Thread]:
+  """Starts `cmd` (unbuffered) with its output, standard error included, forwarded line by
+  line to this process's standard output as it is now, each line after `prefix`; returns
+  the process and the forwarding thread (join it after the process ends). The stream is
+  taken now because Model Garden's training loop swaps `sys.stdout` for a buffer while it
+  trains (`trainer.train_to_plateau`), process-wide: a `print` from the forwarding thread
+  would land there."""
+  out = sys.stdout
+  proc = subprocess.Popen(list(cmd), env=dict(env, PYTHONUNBUFFERED='1'),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+  def forward():
+    for line in proc.stdout:
+      print(prefix + line.rstrip('\n'), file=out, flush=True)
+
+  thread = threading.Thread(target=forward, daemon=True)
+  thread.start()
+  return proc, thread
 
 
 def duration(seconds: float) -> str:

@@ -18,7 +18,7 @@ import json
 import subprocess
 import sys
 import threading
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 from absl import app
 
@@ -29,15 +29,10 @@ from projects.self_training.common import trainer
 class Beside:
   """A stage training in a child process, its output forwarded line by line with a prefix."""
 
-  def __init__(self, proc: subprocess.Popen, stage: str, result_file: str,
-               progress: Callable[[str], None]):
-    self._proc, self.stage, self._result_file = proc, stage, result_file
-    self._forward = threading.Thread(target=self._lines, args=(progress,), daemon=True)
-    self._forward.start()
-
-  def _lines(self, progress: Callable[[str], None]) -> None:
-    for line in self._proc.stdout:
-      progress(f'[{self.stage}] {line.rstrip()}')
+  def __init__(self, proc: subprocess.Popen, forward: threading.Thread, stage: str,
+               result_file: str):
+    self._proc, self._forward = proc, forward
+    self.stage, self._result_file = stage, result_file
 
   def result(self) -> Dict[str, Any]:
     """Waits for the child; its stage's summary, or a one-line error naming its exit."""
@@ -58,25 +53,17 @@ class Beside:
 
 
 def start(settings, stage: str, experiment: str, init_checkpoint: Optional[str],
-          result_file: str, processes: int = 2,
-          progress: Optional[Callable[[str], None]] = None) -> Beside:
+          result_file: str, processes: int = 2) -> Beside:
   """Starts `pipeline.finetune(settings, stage, experiment, init_checkpoint)` in a child
-  process on 1 / `processes` of the cores. Its lines go to `progress`, by default to this
-  process's standard output as it is now: the training loop swaps `sys.stdout` for a
-  buffer while it trains (Orbit's own prints), and a plain `print` from the forwarding
-  thread would land there."""
-  if progress is None:
-    out = sys.stdout
-    progress = lambda line: print(line, file=out, flush=True)
+  process on 1 / `processes` of the cores, its lines to this process's standard output,
+  each after `[stage] `."""
   kind = type(settings)
   job = {'settings_class': f'{kind.__module__}:{kind.__qualname__}',
          'settings': dataclasses.asdict(settings), 'stage': stage, 'experiment': experiment,
          'init_checkpoint': init_checkpoint}
-  env = dict(cli.shared_cores_env(processes), PYTHONUNBUFFERED='1')
-  proc = subprocess.Popen([sys.executable, '-m', __name__, json.dumps(job)],
-                          env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-  return Beside(proc, stage, result_file, progress)
+  proc, forward = cli.start_prefixed([sys.executable, '-m', __name__, json.dumps(job)],
+                                     f'[{stage}] ', cli.shared_cores_env(processes))
+  return Beside(proc, forward, stage, result_file)
 
 
 def _settings(job: Dict[str, Any]):

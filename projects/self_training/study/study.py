@@ -41,9 +41,7 @@ cells, resumably), `findings.py` (validity, seeds, the paper's findings), `repor
 """
 
 import os
-import subprocess
 import sys
-import threading
 import time
 from typing import Optional
 
@@ -90,11 +88,6 @@ def _study(seed: int, data_dir: str) -> runner.Study:
                       side_by_side=FLAGS.side_by_side)
 
 
-def _forward(proc: subprocess.Popen, prefix: str) -> None:
-  for line in proc.stdout:
-    print(prefix + line, end='', flush=True)
-
-
 def run_side_by_side(plan, data_dir: str) -> Optional[trainer.ConfigError]:
   """Each seed of `plan` in a process of its own, `--jobs` at a time; their output
   interleaved, each line prefixed by its seed. A failed seed is named, the others go on;
@@ -110,10 +103,7 @@ def run_side_by_side(plan, data_dir: str) -> Optional[trainer.ConfigError]:
              f'--side_by_side={at_once}',
              f'--seeds={seed}', f'--cells={",".join(c.id for c in cells)}',
              f'--size={FLAGS.size}', f'--study_dir={FLAGS.study_dir}', f'--data_dir={data_dir}']
-      proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
-      forward = threading.Thread(target=_forward, args=(proc, f'[seed {seed}] '), daemon=True)
-      forward.start()
+      proc, forward = cli.start_prefixed(cmd, f'[seed {seed}] ', env)
       running.append((seed, proc, forward))
       print(f'study: seed {seed} started ({len(cells)} cells, {threads} thread(s))', flush=True)
     while all(proc.poll() is None for _, proc, _ in running):
