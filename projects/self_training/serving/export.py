@@ -69,8 +69,9 @@ def write_saved_model(params: cfg.ExperimentConfig, checkpoint: str, export_dir:
 
   The SavedModel holds the signatures and the variables, without Keras's traces of every
   layer's call (`save_traces=False`, as `Model.save` offers): nothing here or in a serving
-  stack calls those, and tracing them was most of an export's time (the embedded teacher,
-  one thread: 18.2 s against 7.5 s; loading 3.9 s against 1.1 s; the same detections).
+  stack calls those, and tracing them was about half of an export's time (the tiny test
+  teacher, one thread, alternating in one process: 13.1-13.5 s with the traces, 7.1 s
+  without; loading 3.8-4.2 s against 1.7-2.1 s; the same detections to the bit).
   """
   final = os.path.join(export_dir, name)
   if tf.io.gfile.exists(final):
